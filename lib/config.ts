@@ -12,11 +12,9 @@ const optional = <T extends z.ZodTypeAny>(schema: T) =>
   z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 
 const urlWithScheme = (schemes: string[]) =>
-  z
-    .string()
-    .refine((v) => URL.canParse(v) && schemes.includes(new URL(v).protocol.slice(0, -1)), {
-      message: `must be a URL starting with ${schemes.map((s) => `${s}://`).join(' or ')}`,
-    });
+  z.string().refine((v) => URL.canParse(v) && schemes.includes(new URL(v).protocol.slice(0, -1)), {
+    message: `must be a URL starting with ${schemes.map((s) => `${s}://`).join(' or ')}`,
+  });
 
 const hostPort = z.string().regex(/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:7233');
 
@@ -29,8 +27,14 @@ export const envSchema = z.object({
   HOST_ID: optional(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, . _ - only (max 64)')),
 
   TEMPORAL_ADDRESS: optional(hostPort),
-  TEMPORAL_NAMESPACE: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).default('neurogrid'),
-  TEMPORAL_TASK_QUEUE: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).default('neurogrid-tasks'),
+  TEMPORAL_NAMESPACE: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/)
+    .default('neurogrid'),
+  TEMPORAL_TASK_QUEUE: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/)
+    .default('neurogrid-tasks'),
   TEMPORAL_PORT: port.default(7233),
   TEMPORAL_UI_PORT: port.default(8233),
   TEMPORAL_CLI_PATH: optional(z.string().min(1)),
@@ -83,7 +87,12 @@ export function loadConfig(
   return {
     ...e,
     dataDir: path.resolve(e.DATA_DIR),
-    hostId: e.HOST_ID ?? `${os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 40)}-${process.pid}`,
+    hostId:
+      e.HOST_ID ??
+      `${os
+        .hostname()
+        .replace(/[^A-Za-z0-9._-]/g, '-')
+        .slice(0, 40)}-${process.pid}`,
     embedded: !e.TEMPORAL_ADDRESS || !e.DATABASE_URL || !e.REDIS_URL,
   };
 }

@@ -1,0 +1,51 @@
+/** A dependency the coordinator cannot serve without. */
+export type DependencyName = 'temporal' | 'database' | 'redis';
+
+export interface DependencyCheck {
+  name: DependencyName;
+  /** Resolves when the dependency answers; rejects (or times out) when it does not. */
+  check(): Promise<void>;
+}
+
+export interface CheckResult {
+  ok: boolean;
+  latencyMs: number;
+  error?: string;
+}
+
+export const HEALTH_CHECK_TIMEOUT_MS = 2_000;
+
+/** Run every check at once, each bounded by a timeout, so one hung dependency can't hang the probe. */
+export async function runChecks(
+  checks: readonly DependencyCheck[],
+  timeoutMs = HEALTH_CHECK_TIMEOUT_MS,
+): Promise<Record<string, CheckResult>> {
+  const results = await Promise.all(
+    checks.map(async ({ name, check }) => {
+      const started = performance.now();
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          check(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+          }),
+        ]);
+        return [name, { ok: true, latencyMs: elapsed(started) }] as const;
+      } catch (err) {
+        return [name, { ok: false, latencyMs: elapsed(started), error: redact(err) }] as const;
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  return Object.fromEntries(results);
+}
+
+const elapsed = (started: number) => Math.round((performance.now() - started) * 10) / 10;
+
+/** Driver errors can quote connection strings; never let credentials reach the response. */
+function redact(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.replace(/\/\/[^@/\s]*@/g, '//[redacted]@').slice(0, 200);
+}

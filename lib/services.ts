@@ -1,0 +1,51 @@
+import type { Client, Connection } from '@temporalio/client';
+import type { DependencyCheck } from '../api/health/checks.js';
+import type { PrismaClient } from '../generated/prisma/client.js';
+import type { Config } from './config.js';
+import { createPrisma, pingDatabase } from './db/client.js';
+import type { Logger } from './logger.js';
+import { createStore, type Store } from './redis/index.js';
+import { connectTemporalClient, pingTemporal } from './temporal/connection.js';
+
+/** Where the three backing services are: real ones from the environment, or the embedded stand-ins. */
+export interface Endpoints {
+  temporalAddress: string;
+  databaseUrl: string;
+  /** Unset: the in-process store (one process only). */
+  redisUrl: string | undefined;
+}
+
+/** The connections a process shares between its parts, opened once and closed once. */
+export interface Services {
+  config: Config;
+  log: Logger;
+  endpoints: Endpoints;
+  prisma: PrismaClient;
+  store: Store;
+  temporal: { connection: Connection; client: Client };
+  checks: DependencyCheck[];
+  close(): Promise<void>;
+}
+
+export async function openServices(config: Config, endpoints: Endpoints, log: Logger): Promise<Services> {
+  const temporal = await connectTemporalClient(endpoints.temporalAddress, config.TEMPORAL_NAMESPACE, log);
+  const prisma = createPrisma(endpoints.databaseUrl);
+  const store = createStore(endpoints.redisUrl, { log });
+  const checks: DependencyCheck[] = [
+    { name: 'temporal', check: () => pingTemporal(temporal.connection) },
+    { name: 'database', check: async () => void (await pingDatabase(prisma)) },
+    { name: 'redis', check: async () => void (await store.ping()) },
+  ];
+  return {
+    config,
+    log,
+    endpoints,
+    prisma,
+    store,
+    temporal,
+    checks,
+    async close() {
+      await Promise.allSettled([temporal.connection.close(), prisma.$disconnect(), store.close()]);
+    },
+  };
+}

@@ -1,0 +1,55 @@
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import type { Logger } from '../logger.js';
+
+export const TEMPORAL_CONNECT_TIMEOUT_MS = 60_000;
+
+/**
+ * Connect a Temporal client, retrying while the server starts (compose brings services up in any order).
+ * @example const { client } = await connectTemporalClient('127.0.0.1:7233', 'neurogrid', log);
+ */
+export async function connectTemporalClient(
+  address: string,
+  namespace: string,
+  log: Logger,
+  timeoutMs = TEMPORAL_CONNECT_TIMEOUT_MS,
+): Promise<{ connection: Connection; client: Client }> {
+  const connection = await retryUntil(
+    () => Connection.connect({ address, connectTimeout: 2_000 }),
+    address,
+    log,
+    timeoutMs,
+  );
+  return { connection, client: new Client({ connection, namespace }) };
+}
+
+/** The worker side of the same: a native connection for Temporal workers. */
+export function connectTemporalWorker(
+  address: string,
+  log: Logger,
+  timeoutMs = TEMPORAL_CONNECT_TIMEOUT_MS,
+): Promise<NativeConnection> {
+  return retryUntil(() => NativeConnection.connect({ address }), address, log, timeoutMs);
+}
+
+/** `grpc.health.v1` against the frontend, bounded by a deadline: what `/api/health` asks. */
+export async function pingTemporal(connection: Connection, timeoutMs = 2_000): Promise<void> {
+  await connection.withDeadline(Date.now() + timeoutMs, () => connection.healthService.check({}));
+}
+
+async function retryUntil<T>(connect: () => Promise<T>, address: string, log: Logger, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await connect();
+    } catch (err) {
+      if (Date.now() > deadline) {
+        throw new Error(
+          `Temporal at ${address} did not answer within ${timeoutMs} ms: ${(err as Error).message}`,
+        );
+      }
+      if (attempt === 1 || attempt % 10 === 0) log.warn({ address, attempt }, 'waiting for Temporal');
+      await new Promise((r) => setTimeout(r, Math.min(1_000, 100 * attempt)));
+    }
+  }
+}

@@ -1,0 +1,34 @@
+import { fileURLToPath } from 'node:url';
+import { Worker } from '@temporalio/worker';
+import { createActivities } from '../activities/index.js';
+import type { Services } from '../lib/services.js';
+import { connectTemporalWorker } from '../lib/temporal/connection.js';
+
+export interface RunningWorker {
+  close(): Promise<void>;
+}
+
+const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+/** Run the main-queue worker (task workflows and shared activities) until closed. */
+export async function startWorker(services: Services): Promise<RunningWorker> {
+  const { config, log } = services;
+  const connection = await connectTemporalWorker(services.endpoints.temporalAddress, log);
+  const worker = await Worker.create({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    workflowsPath,
+    activities: createActivities(services),
+  });
+  const running = worker.run();
+  log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE }, 'worker running');
+  return {
+    async close() {
+      // Drains in-flight activities before resolving; workflows resume on any other worker.
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}

@@ -1,0 +1,2 @@
+// Workflow entry for the worker's bundle: every workflow the main task queue runs.
+export {};
