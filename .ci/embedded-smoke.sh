@@ -31,7 +31,8 @@ curl -fsS "http://127.0.0.1:$TEMPORAL_UI_PORT/" >/dev/null && echo "Temporal UI 
 kill -9 -- -"$pid"   # the whole process group, as a crash or the OOM killer would
 sleep 1
 start 2
-grep -q 'up to date\|no pending migrations' "$log" && echo "second start found the migrated database"
+if ! grep -q 'database schema up to date' "$log"; then echo 'second start did not find the migrated database'; exit 1; fi
+echo 'second start found the migrated database'
 kill -TERM -- -"$pid"
 for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
 if kill -0 "$pid" 2>/dev/null; then echo "npm start did not stop on SIGTERM"; exit 1; fi

@@ -52,6 +52,7 @@ export async function startEmbeddedStack(config: Config, log: Logger): Promise<E
       const pg = await startEmbeddedPostgres({ dataDir: path.join(config.dataDir, 'pglite') });
       stops.push(() => pg.stop());
       databaseUrl = pg.url;
+      log.info({ url: pg.url }, 'embedded PostgreSQL ready');
     }
 
     return { endpoints: { temporalAddress, databaseUrl, redisUrl: config.REDIS_URL }, temporalUiUrl, stop };

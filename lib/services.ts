@@ -32,7 +32,7 @@ export async function openServices(config: Config, endpoints: Endpoints, log: Lo
   const prisma = createPrisma(endpoints.databaseUrl);
   const store = createStore(endpoints.redisUrl, { log });
   const checks: DependencyCheck[] = [
-    { name: 'temporal', check: () => pingTemporal(temporal.connection) },
+    { name: 'temporal', check: (signal) => pingTemporal(temporal.connection, signal) },
     { name: 'database', check: async () => void (await pingDatabase(prisma)) },
     { name: 'redis', check: async () => void (await store.ping()) },
   ];

@@ -16,7 +16,8 @@ const stack = await startEmbeddedStack(config, log).catch((err: Error) => {
   process.stderr.write(`\nThe coordinator could not start:\n${err.message}\n`);
   process.exit(1);
 });
-await migrate(stack.endpoints.databaseUrl, { log: (line) => log.info(line) });
+const { applied } = await migrate(stack.endpoints.databaseUrl, { log: (line) => log.info(line) });
+log.info({ applied: applied.length }, applied.length ? 'database migrated' : 'database schema up to date');
 const services = await openServices(config, stack.endpoints, log);
 const worker = await startWorker(services);
 const api = await startApi(services);

@@ -3,6 +3,8 @@ import { Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import type { Services } from '../lib/services.js';
 import { connectTemporalWorker } from '../lib/temporal/connection.js';
+import { ensureNamespace } from '../lib/temporal/namespace.js';
+import { installTemporalRuntime } from '../lib/temporal/runtime.js';
 
 export interface RunningWorker {
   close(): Promise<void>;
@@ -13,6 +15,8 @@ const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta
 /** Run the main-queue worker (task workflows and shared activities) until closed. */
 export async function startWorker(services: Services): Promise<RunningWorker> {
   const { config, log } = services;
+  installTemporalRuntime(log);
+  await ensureNamespace(services.temporal.connection, config.TEMPORAL_NAMESPACE, log);
   const connection = await connectTemporalWorker(services.endpoints.temporalAddress, log);
   const worker = await Worker.create({
     connection,

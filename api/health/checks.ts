@@ -3,8 +3,8 @@ export type DependencyName = 'temporal' | 'database' | 'redis';
 
 export interface DependencyCheck {
   name: DependencyName;
-  /** Resolves when the dependency answers; rejects (or times out) when it does not. */
-  check(): Promise<void>;
+  /** Resolves when the dependency answers; rejects when it does not. Stops work when `signal` aborts. */
+  check(signal: AbortSignal): Promise<void>;
 }
 
 export interface CheckResult {
@@ -23,12 +23,16 @@ export async function runChecks(
   const results = await Promise.all(
     checks.map(async ({ name, check }) => {
       const started = performance.now();
+      const controller = new AbortController();
       let timer: NodeJS.Timeout | undefined;
       try {
         await Promise.race([
-          check(),
+          check(controller.signal),
           new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+            timer = setTimeout(() => {
+              reject(new Error(`no answer within ${timeoutMs} ms`));
+              controller.abort(); // a retrying client must not go on probing after we answered
+            }, timeoutMs);
           }),
         ]);
         return [name, { ok: true, latencyMs: elapsed(started) }] as const;

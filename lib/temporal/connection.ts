@@ -32,9 +32,9 @@ export function connectTemporalWorker(
   return retryUntil(() => NativeConnection.connect({ address }), address, log, timeoutMs);
 }
 
-/** `grpc.health.v1` against the frontend, bounded by a deadline: what `/api/health` asks. */
-export async function pingTemporal(connection: Connection, timeoutMs = 2_000): Promise<void> {
-  await connection.withDeadline(Date.now() + timeoutMs, () => connection.healthService.check({}));
+/** `grpc.health.v1` against the frontend: what `/api/health` asks. Aborting cancels the client's retries. */
+export async function pingTemporal(connection: Connection, signal: AbortSignal): Promise<void> {
+  await connection.withAbortSignal(signal, () => connection.healthService.check({}));
 }
 
 async function retryUntil<T>(connect: () => Promise<T>, address: string, log: Logger, timeoutMs: number) {
