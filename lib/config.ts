@@ -8,6 +8,7 @@ import { z } from 'zod';
  */
 
 const port = z.coerce.number().int().min(0).max(65_535);
+const ms = z.coerce.number().int().min(1).max(7 * 24 * 3600 * 1000);
 const optional = <T extends z.ZodTypeAny>(schema: T) =>
   z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 
@@ -41,6 +42,20 @@ export const envSchema = z.object({
 
   DATABASE_URL: optional(urlWithScheme(['postgres', 'postgresql'])),
   REDIS_URL: optional(urlWithScheme(['redis', 'rediss'])),
+
+  ADMIN_API_KEY: optional(z.string().min(32, 'must be at least 32 characters')),
+  MAX_BODY_BYTES: z.coerce.number().int().min(1_024).default(1_048_576),
+
+  TASK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3),
+  TASK_ACCEPT_TIMEOUT_MS: ms.default(10_000),
+  TASK_RESULT_TIMEOUT_MS: ms.default(120_000),
+  TASK_QUEUE_TIMEOUT_MS: ms.default(300_000),
+  TASK_NO_NODE_RETRY_MS: ms.default(2_000),
+
+  NODE_HEARTBEAT_INTERVAL_MS: ms.default(5_000),
+  NODE_PRESENCE_TTL_MS: ms.default(15_000),
+  NODE_HELLO_TIMEOUT_MS: ms.default(10_000),
+  METRICS_SAMPLE_INTERVAL_MS: ms.default(10_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -80,6 +95,14 @@ export function loadConfig(
   }
   for (const name of required) {
     if (!env[name]) problems.push(`${name}: required by this process (it does not start embedded services)`);
+  }
+  if (parsed.success && parsed.data.NODE_ENV === 'production') {
+    // Production never runs on generated credentials or embedded stand-ins.
+    for (const name of ['ADMIN_API_KEY', 'TEMPORAL_ADDRESS', 'DATABASE_URL', 'REDIS_URL'] as const) {
+      if (!env[name] && !required.includes(name as RequiredService)) {
+        problems.push(`${name}: required when NODE_ENV=production`);
+      }
+    }
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
 

@@ -28,7 +28,6 @@ describe.each(testBackends)('Prisma schema on a migrated %s database', (backend)
       data: {
         ownerId: owner.id,
         name: 'gpu-1',
-        credentialHash: `cred-${uniq()}`,
         capacity: 4,
         hardware: { gpus: [{ model: 'A100', memoryMb: 81_920 }] },
         models: { create: [{ modelName: 'llama', modelVersion: '3.1-8b' }] },
@@ -179,6 +178,9 @@ describe.each(testBackends)('Prisma schema on a migrated %s database', (backend)
           outcome,
           finishedAt: new Date(),
           latencyMs: 5,
+          output: { text: 'hi' },
+          outputHash: 'ab'.repeat(32),
+          usage: { inputTokens: 1, outputTokens: 2 },
         },
       });
     }
@@ -194,6 +196,7 @@ describe.each(testBackends)('Prisma schema on a migrated %s database', (backend)
         clientId: client.id,
         modelId: model.id,
         idempotencyKey: 'same',
+        requestHash: 'cd'.repeat(32),
         input: {},
         deadlineAt: new Date(),
       },
@@ -213,11 +216,6 @@ describe.each(testBackends)('Prisma schema on a migrated %s database', (backend)
       [
         'api key prefix',
         () => prisma.apiKey.create({ data: { prefix: key.prefix, hash: 'f', role: 'admin' } }),
-      ],
-      [
-        'node credential',
-        () =>
-          prisma.node.create({ data: { ownerId: owner.id, name: 'x', credentialHash: node.credentialHash } }),
       ],
       [
         'node model',
