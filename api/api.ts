@@ -11,11 +11,7 @@ export interface RunningApi {
 /** Serve the HTTP API on the configured host and port. */
 export async function startApi(services: Services): Promise<RunningApi> {
   const { config, log } = services;
-  const app = createApp({
-    log: log.child({ part: 'api' }),
-    metrics: createMetricsRegistry(),
-    checks: services.checks,
-  });
+  const app = createApp({ ...services, log: log.child({ part: 'api' }), metrics: createMetricsRegistry() });
   const http = await startHttpServer(app, config.HOST, config.PORT);
   log.info({ url: http.url }, 'api listening');
   return { url: http.url, close: () => http.close() };

@@ -1,18 +1,17 @@
 import { Hono } from 'hono';
 import { requestId } from 'hono/request-id';
 import type { Registry } from 'prom-client';
-import type { Logger } from '../lib/logger.js';
-import type { DependencyCheck } from './health/checks.js';
+import type { Services } from '../lib/services.js';
 import { healthRoutes } from './health/index.js';
 import { metricsRoutes } from './metrics/index.js';
 import type { HttpMetrics } from './metrics/registry.js';
 import { errorHandler, notFoundHandler } from './middleware/error-handler.js';
 import { requestLog } from './middleware/request-log.js';
 
-export interface AppDeps {
-  log: Logger;
+/** What the routes need: the process's shared services plus this app's metrics. */
+export interface AppDeps
+  extends Pick<Services, 'config' | 'log' | 'prisma' | 'store' | 'temporal' | 'checks'> {
   metrics: { registry: Registry; http: HttpMetrics };
-  checks: readonly DependencyCheck[];
 }
 
 /**

@@ -8,7 +8,11 @@ import { z } from 'zod';
  */
 
 const port = z.coerce.number().int().min(0).max(65_535);
-const ms = z.coerce.number().int().min(1).max(7 * 24 * 3600 * 1000);
+const ms = z.coerce
+  .number()
+  .int()
+  .min(1)
+  .max(7 * 24 * 3600 * 1000);
 const optional = <T extends z.ZodTypeAny>(schema: T) =>
   z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 

@@ -30,7 +30,9 @@ export const embeddingInput = z.union([
   z.object({ text: z.string().min(1) }).strict(),
   z.object({ texts: z.array(z.string().min(1)).min(1).max(256) }).strict(),
 ]);
-export const embeddingParams = z.object({ dimensions: z.number().int().min(1).max(65_536).optional() }).strict();
+export const embeddingParams = z
+  .object({ dimensions: z.number().int().min(1).max(65_536).optional() })
+  .strict();
 export const embeddingOutput = z
   .object({ embeddings: z.array(z.array(z.number().finite()).min(1)).min(1) })
   .strict()

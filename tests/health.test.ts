@@ -78,7 +78,7 @@ describe('GET /api/health', () => {
       },
       log,
     );
-    app = createApp({ log, metrics: createMetricsRegistry(), checks: services.checks });
+    app = createApp({ ...services, metrics: createMetricsRegistry() });
   });
 
   afterAll(async () => {

@@ -189,7 +189,7 @@ describe.each(testBackends)('Prisma schema on a migrated %s database', (backend)
   });
 
   it('raises P2002 on every unique constraint', async () => {
-    const { owner, node, client, model } = await seed();
+    const { node, client, model } = await seed();
     const task = await prisma.task.create({
       data: {
         id: `task-${uniq()}`,
