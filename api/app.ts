@@ -1,12 +1,19 @@
 import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
 import type { Registry } from 'prom-client';
 import type { Services } from '../lib/services.js';
+import { adminRoutes } from './admin/index.js';
+import { ApiError } from './errors.js';
 import { healthRoutes } from './health/index.js';
 import { metricsRoutes } from './metrics/index.js';
 import type { HttpMetrics } from './metrics/registry.js';
 import { errorHandler, notFoundHandler } from './middleware/error-handler.js';
 import { requestLog } from './middleware/request-log.js';
+import { modelRoutes } from './models/index.js';
+import { nodeRoutes } from './nodes/index.js';
+import { statsRoutes } from './stats/index.js';
+import { taskRoutes } from './tasks/index.js';
 
 /** What the routes need: the process's shared services plus this app's metrics. */
 export interface AppDeps
@@ -24,9 +31,27 @@ export function createApp(deps: AppDeps) {
   app.use('*', requestLog(deps.log, deps.metrics.http));
   app.onError(errorHandler(deps.log));
   app.notFound(notFoundHandler);
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: deps.config.MAX_BODY_BYTES,
+      onError: () => {
+        throw new ApiError(
+          413,
+          'payload_too_large',
+          `request body exceeds ${deps.config.MAX_BODY_BYTES} bytes`,
+        );
+      },
+    }),
+  );
 
   app.route('/', metricsRoutes(deps.metrics.registry));
   app.route('/api', healthRoutes(deps.checks));
+  app.route('/api/admin', adminRoutes(deps));
+  app.route('/api/models', modelRoutes(deps));
+  app.route('/api/nodes', nodeRoutes(deps));
+  app.route('/api', statsRoutes(deps));
+  app.route('/api/tasks', taskRoutes(deps));
   return app;
 }
 

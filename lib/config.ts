@@ -46,9 +46,17 @@ export const envSchema = z.object({
 
   DATABASE_URL: optional(urlWithScheme(['postgres', 'postgresql'])),
   REDIS_URL: optional(urlWithScheme(['redis', 'rediss'])),
+  REDIS_KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9:._-]{1,32}$/)
+    .default('ng:'),
 
   ADMIN_API_KEY: optional(z.string().min(32, 'must be at least 32 characters')),
   MAX_BODY_BYTES: z.coerce.number().int().min(1_024).default(1_048_576),
+  /** Requests per minute per principal (all keys of one client, owner or node count together). */
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(600),
+  /** Requests per minute per remote address, checked before the key so guessing keys is slow too. */
+  RATE_LIMIT_IP_PER_MINUTE: z.coerce.number().int().min(1).default(1_200),
 
   TASK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3),
   TASK_ACCEPT_TIMEOUT_MS: ms.default(10_000),

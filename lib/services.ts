@@ -30,7 +30,7 @@ export interface Services {
 export async function openServices(config: Config, endpoints: Endpoints, log: Logger): Promise<Services> {
   const temporal = await connectTemporalClient(endpoints.temporalAddress, config.TEMPORAL_NAMESPACE, log);
   const prisma = createPrisma(endpoints.databaseUrl);
-  const store = createStore(endpoints.redisUrl, { log });
+  const store = createStore(endpoints.redisUrl, { log, keyPrefix: config.REDIS_KEY_PREFIX });
   const checks: DependencyCheck[] = [
     { name: 'temporal', check: (signal) => pingTemporal(temporal.connection, signal) },
     { name: 'database', check: async () => void (await pingDatabase(prisma)) },

@@ -14,6 +14,8 @@ export const NODE_SOCKET_PATH = '/api/nodes/connect';
 export const CLOSE_UNAUTHORIZED = 4401;
 /** Close code when another connection of the same node replaced this one. */
 export const CLOSE_REPLACED = 4409;
+/** Largest frame accepted (a result carries the whole output). */
+export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
 /** Close code when the node sent no hello in time. */
 export const CLOSE_NO_HELLO = 4408;
 

@@ -14,19 +14,31 @@ const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta
 
 /** Run the main-queue worker (task workflows and shared activities) until closed. */
 export async function startWorker(services: Services): Promise<RunningWorker> {
+  await ensureNamespace(services.temporal.connection, services.config.TEMPORAL_NAMESPACE, services.log);
+  return startTemporalWorker(services, {
+    taskQueue: services.config.TEMPORAL_TASK_QUEUE,
+    workflowsPath,
+    activities: createActivities(services),
+  });
+}
+
+/** A Temporal worker on its own native connection, with our logging; shared by both worker kinds. */
+export async function startTemporalWorker(
+  services: Pick<Services, 'config' | 'log' | 'endpoints'>,
+  options: { taskQueue: string; workflowsPath?: string; activities: object },
+): Promise<RunningWorker> {
   const { config, log } = services;
   installTemporalRuntime(log);
-  await ensureNamespace(services.temporal.connection, config.TEMPORAL_NAMESPACE, log);
   const connection = await connectTemporalWorker(services.endpoints.temporalAddress, log);
   const worker = await Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
-    taskQueue: config.TEMPORAL_TASK_QUEUE,
-    workflowsPath,
-    activities: createActivities(services),
+    taskQueue: options.taskQueue,
+    ...(options.workflowsPath ? { workflowsPath: options.workflowsPath } : {}),
+    activities: options.activities,
   });
   const running = worker.run();
-  log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE }, 'worker running');
+  log.info({ taskQueue: options.taskQueue }, 'worker running');
   return {
     async close() {
       // Drains in-flight activities before resolving; workflows resume on any other worker.

@@ -1,2 +1,2 @@
 // Workflow entry for the worker's bundle: every workflow the main task queue runs.
-export {};
+export { taskWorkflow } from './task.js';

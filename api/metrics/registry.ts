@@ -1,4 +1,11 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface NodeMetrics {
+  frames: Counter<'type' | 'result'>;
+  /** Node reports that changed nothing: late, duplicate, or about someone else's attempt. */
+  ignoredReports: Counter<'reason'>;
+  connected: Gauge;
+}
 
 export interface HttpMetrics {
   requests: Counter<'method' | 'route' | 'status'>;
@@ -6,7 +13,7 @@ export interface HttpMetrics {
 }
 
 /** One registry per process (not prom-client's global), so tests can build several apps. */
-export function createMetricsRegistry(): { registry: Registry; http: HttpMetrics } {
+export function createMetricsRegistry(): { registry: Registry; http: HttpMetrics; nodes: NodeMetrics } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'neurogrid_' });
   const http: HttpMetrics = {
@@ -24,5 +31,24 @@ export function createMetricsRegistry(): { registry: Registry; http: HttpMetrics
       registers: [registry],
     }),
   };
-  return { registry, http };
+  const nodes: NodeMetrics = {
+    frames: new Counter({
+      name: 'neurogrid_node_frames_total',
+      help: 'WebSocket frames received from nodes, by type and result (ok, invalid, refused)',
+      labelNames: ['type', 'result'],
+      registers: [registry],
+    }),
+    ignoredReports: new Counter({
+      name: 'neurogrid_node_reports_ignored_total',
+      help: 'Node reports that changed nothing, by reason (late, duplicate, foreign)',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    connected: new Gauge({
+      name: 'neurogrid_nodes_connected',
+      help: 'Node sockets held by this api process',
+      registers: [registry],
+    }),
+  };
+  return { registry, http, nodes };
 }

@@ -1,0 +1,116 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import type { Services } from '../lib/services.js';
+import { FailureType } from '../workflows/policies.js';
+import {
+  type AttemptOutcome,
+  OPEN_OUTCOMES,
+  type TaskStatus,
+  TERMINAL_STATUSES,
+} from '../workflows/task-status.js';
+import type { Verdict } from './verification.js';
+
+type Deps = Pick<Services, 'prisma' | 'store'>;
+
+/** Channel on which a task's status changes are published (for streaming clients). */
+export const taskEventsChannel = (taskId: string) => `task:${taskId}`;
+
+/**
+ * Bookkeeping of the read model behind `GET /api/tasks/:id`. Every write is idempotent (activities
+ * run at least once) and never moves a task out of a terminal status.
+ */
+export function createTaskActivities({ prisma, store }: Deps) {
+  const publish = (taskId: string, event: Record<string, unknown>) =>
+    store.pubsub.publish(
+      taskEventsChannel(taskId),
+      JSON.stringify({ taskId, at: new Date().toISOString(), ...event }),
+    );
+
+  const openTask = { status: { notIn: [...TERMINAL_STATUSES] } };
+
+  return {
+    async recordTaskStatus(input: {
+      taskId: string;
+      status: TaskStatus;
+      nodeId?: string;
+      attempts?: number;
+    }) {
+      const { taskId, status, nodeId, attempts } = input;
+      await prisma.task.updateMany({
+        where: { id: taskId, ...openTask },
+        data: { status, ...(nodeId ? { nodeId } : {}), ...(attempts ? { attempts } : {}) },
+      });
+      if (status === 'assigned') {
+        await prisma.task.updateMany({
+          where: { id: taskId, startedAt: null },
+          data: { startedAt: new Date() },
+        });
+      }
+      await publish(taskId, { status, ...(nodeId ? { nodeId } : {}) });
+    },
+
+    async startAttempt(input: { taskId: string; attemptNo: number; nodeId: string }) {
+      await prisma.taskAttempt.upsert({
+        where: { taskId_attemptNo: { taskId: input.taskId, attemptNo: input.attemptNo } },
+        create: input,
+        update: {},
+      });
+    },
+
+    async finishAttempt(input: {
+      taskId: string;
+      attemptNo: number;
+      outcome: AttemptOutcome;
+      error?: string;
+    }) {
+      const attempt = await prisma.taskAttempt.findUnique({
+        where: { taskId_attemptNo: { taskId: input.taskId, attemptNo: input.attemptNo } },
+        select: { assignedAt: true },
+      });
+      if (!attempt) return;
+      const finishedAt = new Date();
+      await prisma.taskAttempt.updateMany({
+        where: { taskId: input.taskId, attemptNo: input.attemptNo, outcome: { in: [...OPEN_OUTCOMES] } },
+        data: {
+          outcome: input.outcome,
+          error: input.error?.slice(0, 2_000) ?? null,
+          finishedAt,
+          latencyMs: finishedAt.getTime() - attempt.assignedAt.getTime(),
+        },
+      });
+    },
+
+    /** Copy the verified attempt's output into the task and close it as completed. */
+    async completeTask(input: { taskId: string; attemptNo: number; verdict: Verdict }) {
+      const attempt = await prisma.taskAttempt.findUnique({
+        where: { taskId_attemptNo: { taskId: input.taskId, attemptNo: input.attemptNo } },
+        select: { output: true, nodeId: true },
+      });
+      if (!attempt?.output) {
+        throw ApplicationFailure.create({
+          type: FailureType.TaskNotFound,
+          message: `attempt ${input.attemptNo} of task ${input.taskId} has no output`,
+          nonRetryable: true,
+        });
+      }
+      await prisma.task.updateMany({
+        where: { id: input.taskId, ...openTask },
+        data: {
+          status: 'completed',
+          result: attempt.output,
+          verdict: { ...input.verdict },
+          nodeId: attempt.nodeId,
+          completedAt: new Date(),
+        },
+      });
+      await publish(input.taskId, { status: 'completed' });
+    },
+
+    async finishTask(input: { taskId: string; status: 'failed' | 'cancelled'; reason: string }) {
+      await prisma.task.updateMany({
+        where: { id: input.taskId, ...openTask },
+        data: { status: input.status, failureReason: input.reason.slice(0, 2_000), completedAt: new Date() },
+      });
+      await publish(input.taskId, { status: input.status, reason: input.reason });
+    },
+  };
+}

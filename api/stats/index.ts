@@ -1,0 +1,49 @@
+import { Hono } from 'hono';
+import { AttemptOutcome, TaskStatus } from '../../generated/prisma/client.js';
+import type { AppDeps } from '../app.js';
+import { authenticate, requireRole } from '../auth/index.js';
+
+/**
+ * `GET /api/stats` (admin): tasks by status, attempts by outcome, nodes total and online, models
+ * total and active. Every status and outcome is present (0 when none), so dashboards need no defaults.
+ */
+export function statsRoutes(deps: Pick<AppDeps, 'prisma' | 'config' | 'log' | 'store'>) {
+  const { prisma, store } = deps;
+  return new Hono().get('/stats', authenticate(deps), requireRole('admin'), async (c) => {
+    const [tasks, attempts, nodesTotal, modelsTotal, modelsActive, online] = await Promise.all([
+      prisma.task.groupBy({ by: ['status'], _count: { _all: true } }),
+      prisma.taskAttempt.groupBy({ by: ['outcome'], _count: { _all: true } }),
+      prisma.node.count(),
+      prisma.model.count(),
+      prisma.model.count({ where: { active: true } }),
+      store.presence.list(),
+    ]);
+    const tasksByStatus = countBy(
+      Object.values(TaskStatus),
+      tasks.map((t) => [t.status, t._count._all]),
+    );
+    const attemptsByOutcome = countBy(
+      Object.values(AttemptOutcome),
+      attempts.map((a) => [a.outcome, a._count._all]),
+    );
+    return c.json(
+      {
+        tasks: { total: sum(tasksByStatus), byStatus: tasksByStatus },
+        attempts: { total: sum(attemptsByOutcome), byOutcome: attemptsByOutcome },
+        nodes: { total: nodesTotal, online: online.size },
+        models: { total: modelsTotal, active: modelsActive },
+      },
+      200,
+    );
+  });
+}
+
+function countBy<K extends string>(keys: K[], counts: [K, number][]): Record<K, number> {
+  const out = Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
+  for (const [k, n] of counts) out[k] = n;
+  return out;
+}
+
+function sum(counts: Record<string, number>): number {
+  return Object.values(counts).reduce((a, b) => a + b, 0);
+}

@@ -1,0 +1,433 @@
+import { EventEmitter } from 'node:events';
+import { prettifyError } from 'zod';
+import {
+  type AssignFrame,
+  type CancelFrame,
+  type CoordinatorFrame,
+  coordinatorFrame,
+  type HelloFrame,
+  helloFrame,
+  type NodeFrame,
+  nodeFrame,
+  PROTOCOL_VERSION,
+} from '../protocol/frames.js';
+import { usage as usageSchema } from '../protocol/task-types.js';
+import type { BackendResult, BackendTask } from './backends/types.js';
+import { DEFAULT_BACKOFF } from './backoff.js';
+import { CoordinatorConnection } from './connection.js';
+import { AGENT_NAME, type AgentLogger, raceTimeout, SILENT, socketUrl, truncate } from './internal.js';
+import { createMetricsSampler } from './metrics.js';
+import { Outbox } from './outbox.js';
+import type { CoordinatorErrorFrame, NodeAgentEvents, NodeAgentOptions, NodeAgentStats } from './types.js';
+
+export type { AgentLogger } from './internal.js';
+export type {
+  CoordinatorErrorFrame,
+  NodeAgentEvents,
+  NodeAgentOptions,
+  NodeAgentStats,
+  TestBehaviour,
+} from './types.js';
+
+type AckFrame = Extract<CoordinatorFrame, { type: 'ack' }>;
+
+interface Running {
+  controller: AbortController;
+  done: Promise<void>;
+  /** Cancelled by the coordinator: it wants nothing back. */
+  cancelled: boolean;
+  /** Aborted by stop(): tell the coordinator, so the task moves on without waiting for its deadline. */
+  shutdown: boolean;
+  /** After this, a queued result is of no use to anyone (the attempt's deadline, plus slack). */
+  expiresAt: number;
+}
+
+const DEFAULT_HEARTBEAT_MS = 10_000;
+const RESULT_SLACK_MS = 60_000;
+const MAX_OUTBOX = 1_000;
+const v = PROTOCOL_VERSION;
+
+/**
+ * The node side of the coordinator's WebSocket protocol: hello, heartbeats, accept/reject, run on a
+ * backend, report, reconnect with backoff. The one implementation behind the `neurogrid-node` CLI, the
+ * demo and the tests' simulated nodes.
+ *
+ * Results and errors are kept until the coordinator acks them (`ack` of `result`/`error` with the
+ * attemptId), and re-sent after every reconnect, so work done while disconnected is not lost.
+ * @example
+ * const agent = new NodeAgent({
+ *   coordinatorUrl: 'http://127.0.0.1:3000',
+ *   apiKey: process.env.NEUROGRID_NODE_KEY!,
+ *   models: [{ name: 'llama-3.1-8b', version: '1' }],
+ *   capacity: 2,
+ *   backend: simulatedBackend({ latencyMs: [50, 200] }),
+ * });
+ * agent.on('completed', ({ attemptId }) => console.log('done', attemptId));
+ * await agent.start(); // resolves once the coordinator acked the hello
+ * await agent.stop({ drainTimeoutMs: 5_000 });
+ */
+export class NodeAgent extends EventEmitter<NodeAgentEvents> {
+  private readonly connection: CoordinatorConnection;
+  private readonly hello: HelloFrame;
+  private readonly helloTimeoutMs: number;
+  private readonly log: AgentLogger;
+  private readonly sampleMetrics = createMetricsSampler();
+  private readonly tasks = new Map<string, Running>();
+  private readonly outbox: Outbox;
+  private readonly counters = {
+    assigned: 0,
+    accepted: 0,
+    rejected: 0,
+    completed: 0,
+    failed: 0,
+    cancelled: 0,
+  };
+  private state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle';
+  /** The coordinator acked our hello on the current socket. */
+  private ready = false;
+  private nodeId: string | undefined;
+  private helloTimer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private started: Promise<void> | undefined;
+  private startWaiter: { resolve: () => void; reject: (err: Error) => void } | undefined;
+  private stopped: Promise<void> | undefined;
+
+  constructor(private readonly options: NodeAgentOptions) {
+    super();
+    if (!options.apiKey) throw new TypeError('NodeAgent: apiKey is required');
+    // The hello schema is the contract for models/capacity/hardware: fail at construction, not at connect.
+    const hello = helloFrame.safeParse({
+      v,
+      type: 'hello',
+      models: options.models,
+      capacity: options.capacity,
+      hardware: options.hardware,
+      agent: AGENT_NAME,
+    });
+    if (!hello.success) throw new TypeError(`NodeAgent: invalid options: ${prettifyError(hello.error)}`);
+    this.hello = hello.data;
+    this.helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
+    this.log = options.log ?? SILENT;
+    this.outbox = new Outbox(MAX_OUTBOX, this.log);
+    this.connection = new CoordinatorConnection({
+      url: socketUrl(options.coordinatorUrl),
+      apiKey: options.apiKey,
+      backoff: { ...DEFAULT_BACKOFF, ...options.reconnect },
+      stableAfterMs: options.reconnect?.stableAfterMs ?? 10_000,
+      handshakeTimeoutMs: this.helloTimeoutMs,
+      log: this.log,
+    });
+    this.connection.on('open', () => this.onOpen());
+    this.connection.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    this.connection.on('close', (info) => this.onClose(info));
+    this.connection.on('refused', (err) => this.fail(err));
+  }
+
+  get stats(): NodeAgentStats {
+    return {
+      ...this.counters,
+      connected: this.ready,
+      nodeId: this.nodeId,
+      inflight: this.tasks.size,
+      reconnects: this.connection.redials,
+    };
+  }
+
+  /** Connect; resolves when the first hello is acked, rejects if the key is refused or on stop(). */
+  start(): Promise<void> {
+    if (this.started) return this.started;
+    if (this.state !== 'idle') return Promise.reject(new Error('node agent already stopped'));
+    this.state = 'running';
+    this.started = new Promise<void>((resolve, reject) => {
+      this.startWaiter = { resolve, reject };
+    });
+    this.started.catch(() => {}); // the caller's own handler decides; never an unhandled rejection here
+    this.connection.dial();
+    return this.started;
+  }
+
+  /**
+   * Stop taking work, let in-flight tasks finish for up to `drainTimeoutMs` (default 0), abort the rest
+   * (reporting them as errors), close the socket and clear every timer. Resolves when closed.
+   */
+  stop(options: { drainTimeoutMs?: number } = {}): Promise<void> {
+    this.stopped ??= this.shutdown(options.drainTimeoutMs ?? 0);
+    return this.stopped;
+  }
+
+  /** TEST-ONLY: send any text as-is (malformed-frame tests). False when not connected. */
+  sendRaw(text: string): boolean {
+    return this.connection.send(text);
+  }
+
+  /** TEST-ONLY: send any object as a frame, unvalidated (e.g. for a foreign attemptId). */
+  sendFrame(frame: unknown): boolean {
+    return this.connection.send(JSON.stringify(frame));
+  }
+
+  // connection
+
+  private onOpen(): void {
+    this.send(this.hello);
+    this.helloTimer = setTimeout(() => {
+      this.log.warn({ timeoutMs: this.helloTimeoutMs }, 'no hello ack from the coordinator; reconnecting');
+      this.connection.drop();
+    }, this.helloTimeoutMs);
+  }
+
+  private onClose({ opened, code, reason }: { opened: boolean; code: number; reason: string }): void {
+    this.ready = false;
+    clearTimeout(this.helloTimer);
+    clearInterval(this.heartbeat);
+    if (opened) this.emit('disconnected', { code, reason });
+  }
+
+  /** The key was refused: retrying cannot help, and nothing can be delivered any more. */
+  private fail(err: Error): void {
+    this.state = 'stopped';
+    for (const entry of this.tasks.values()) {
+      entry.cancelled = true;
+      entry.controller.abort(err);
+    }
+    this.log.error({ err: err.message }, 'fatal');
+    this.startWaiter?.reject(err);
+    this.startWaiter = undefined;
+    this.emit('fatal', err);
+  }
+
+  private async shutdown(drainTimeoutMs: number): Promise<void> {
+    if (this.state === 'idle' || this.state === 'stopped') {
+      this.state = 'stopped';
+      return;
+    }
+    this.state = 'stopping';
+    this.startWaiter?.reject(new Error('node agent stopped before the coordinator acked its hello'));
+    this.startWaiter = undefined;
+    const running = () => Promise.allSettled([...this.tasks.values()].map((t) => t.done));
+    if (drainTimeoutMs > 0 && this.tasks.size > 0) {
+      this.log.info({ inflight: this.tasks.size, drainTimeoutMs }, 'stopping: waiting for in-flight tasks');
+      await raceTimeout(running(), drainTimeoutMs);
+    }
+    for (const entry of this.tasks.values()) {
+      entry.shutdown = true;
+      entry.controller.abort(new Error('node shutting down'));
+    }
+    await raceTimeout(running(), 1_000); // their error frames are sent as they settle
+    await this.connection.close();
+    this.state = 'stopped';
+    this.log.info('stopped');
+  }
+
+  // frames from the coordinator
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    const parsed = isBinary ? { problem: 'binary frame' } : parseCoordinatorFrame(data.toString('utf8'));
+    if (parsed.frame) {
+      this.dispatch(parsed.frame);
+      return;
+    }
+    const { problem } = parsed;
+    this.log.warn({ problem }, 'ignoring an invalid frame from the coordinator');
+    this.emit('invalid-frame', { problem });
+  }
+
+  private dispatch(frame: CoordinatorFrame): void {
+    switch (frame.type) {
+      case 'ack':
+        this.onAck(frame);
+        break;
+      case 'assign':
+        this.onAssign(frame);
+        break;
+      case 'cancel':
+        this.onCancel(frame);
+        break;
+      case 'error':
+        this.onCoordinatorError(frame);
+        break;
+    }
+  }
+
+  private onAck(frame: AckFrame): void {
+    if (frame.of === 'hello') this.onHelloAck(frame);
+    else if ((frame.of === 'result' || frame.of === 'error') && frame.attemptId)
+      this.outbox.delete(frame.attemptId);
+  }
+
+  private onHelloAck(frame: AckFrame): void {
+    if (this.ready) return;
+    clearTimeout(this.helloTimer);
+    this.ready = true;
+    this.nodeId = frame.nodeId;
+    const heartbeatIntervalMs = frame.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_MS;
+    this.heartbeat = setInterval(() => this.sendHeartbeat(), heartbeatIntervalMs);
+    this.connection.established(heartbeatIntervalMs);
+    this.sendHeartbeat(); // the coordinator learns our load at once, e.g. tasks that ran through a reconnect
+    for (const text of this.outbox.pending()) this.connection.send(text);
+    this.log.info({ nodeId: this.nodeId, heartbeatIntervalMs }, 'connected');
+    this.emit('connected', { nodeId: this.nodeId, heartbeatIntervalMs });
+    this.startWaiter?.resolve();
+    this.startWaiter = undefined;
+  }
+
+  private sendHeartbeat(): void {
+    const inflight = this.tasks.size;
+    const load = Math.min(1, inflight / this.hello.capacity);
+    this.send({ v, type: 'heartbeat', load, inflight, metrics: this.sampleMetrics() });
+  }
+
+  private onAssign(frame: AssignFrame): void {
+    const id = frame.attemptId;
+    // Dispatch is at-least-once: the same assignment again gets the same answer and runs once.
+    if (this.tasks.has(id)) return void this.send({ v, type: 'accept', attemptId: id });
+    const queued = this.outbox.get(id);
+    if (queued) return void this.connection.send(queued);
+
+    this.counters.assigned++;
+    this.emit('assigned', frame);
+    const decision = this.options.behaviour?.onAssign?.(frame) ?? 'accept';
+    if (decision === 'ignore') return;
+    const reason = this.rejection(frame, decision);
+    if (reason) {
+      this.send({ v, type: 'reject', attemptId: id, reason });
+      this.counters.rejected++;
+      this.emit('rejected', { attemptId: id, reason });
+      return;
+    }
+    this.send({ v, type: 'accept', attemptId: id });
+    this.counters.accepted++;
+    this.emit('accepted', { attemptId: id });
+    this.run(frame);
+  }
+
+  private rejection(frame: AssignFrame, decision: 'accept' | 'reject'): string | undefined {
+    const { name, version } = frame.model;
+    if (decision === 'reject') return 'rejected by test behaviour';
+    if (this.state !== 'running') return 'node shutting down';
+    if (!this.hello.models.some((m) => m.name === name && m.version === version)) {
+      return truncate(`model not served: ${name}:${version}`, 500);
+    }
+    if (this.tasks.size >= this.hello.capacity) return 'at capacity';
+    return undefined;
+  }
+
+  private onCancel(frame: CancelFrame): void {
+    this.outbox.delete(frame.attemptId);
+    this.abortTask(frame.attemptId, frame.reason);
+  }
+
+  private onCoordinatorError(frame: CoordinatorErrorFrame): void {
+    const { code, message, ref, attemptId } = frame;
+    this.log.warn({ code, message, ref, attemptId }, 'the coordinator reported an error');
+    this.emit('coordinator-error', frame);
+    // The attempt is over for the coordinator: stop spending the GPU on it and stop re-sending.
+    if (attemptId && (code === 'attempt_closed' || code === 'not_your_attempt')) {
+      this.outbox.delete(attemptId);
+      this.abortTask(attemptId, code);
+    }
+  }
+
+  private abortTask(attemptId: string, reason: string): void {
+    const entry = this.tasks.get(attemptId);
+    if (!entry || entry.cancelled) return;
+    entry.cancelled = true;
+    entry.controller.abort(new Error(`cancelled by the coordinator: ${reason}`));
+    this.counters.cancelled++;
+    this.emit('cancelled', { attemptId, reason });
+  }
+
+  // running tasks
+
+  private run(frame: AssignFrame): void {
+    const { taskId, attemptId, model, input, params } = frame;
+    const controller = new AbortController();
+    const { signal } = controller;
+    const task: BackendTask = { taskId, attemptId, model, input, params };
+    const startedAt = performance.now();
+    const work =
+      this.options.behaviour?.afterAccept === 'hang'
+        ? new Promise<BackendResult>((_, reject) =>
+            signal.addEventListener('abort', () => reject(signal.reason)),
+          )
+        : Promise.resolve().then(() => this.options.backend.run(task, signal));
+    const entry: Running = {
+      controller,
+      cancelled: false,
+      shutdown: false,
+      expiresAt: Date.now() + frame.resultTimeoutMs + RESULT_SLACK_MS,
+      done: work
+        .then(
+          (result) => this.finish(attemptId, entry, startedAt, { ok: true, result }),
+          (error: unknown) => this.finish(attemptId, entry, startedAt, { ok: false, error }),
+        )
+        .catch((err: unknown) => this.log.error({ err, attemptId }, 'bug while reporting a task')),
+    };
+    this.tasks.set(attemptId, entry);
+  }
+
+  private finish(
+    attemptId: string,
+    entry: Running,
+    startedAt: number,
+    outcome: { ok: true; result: BackendResult } | { ok: false; error: unknown },
+  ): void {
+    this.tasks.delete(attemptId);
+    if (entry.cancelled) return;
+    if (outcome.ok) {
+      const usage = usageSchema.safeParse(outcome.result.usage);
+      if (outcome.result.usage !== undefined && !usage.success) {
+        this.log.warn({ attemptId }, 'backend reported invalid usage; leaving it out');
+      }
+      const frame: NodeFrame = { v, type: 'result', attemptId, output: outcome.result.output };
+      if (usage.success) frame.usage = usage.data;
+      this.deliver(attemptId, frame, entry.expiresAt);
+      this.counters.completed++;
+      const durationMs = Math.round(performance.now() - startedAt);
+      this.emit('completed', { attemptId, durationMs, ...(usage.success ? { usage: usage.data } : {}) });
+      return;
+    }
+    const err = outcome.error;
+    const message = truncate(
+      entry.shutdown ? 'node shutting down' : err instanceof Error ? err.message : String(err),
+      2_000,
+    );
+    this.log.warn({ attemptId, message }, 'task failed');
+    this.deliver(attemptId, { v, type: 'error', attemptId, message }, entry.expiresAt);
+    this.counters.failed++;
+    this.emit('failed', { attemptId, message });
+  }
+
+  // frames to the coordinator
+
+  /** Keep a result/error until acked, and send it now if connected. */
+  private deliver(attemptId: string, frame: NodeFrame, expiresAt: number): void {
+    const text = this.outbox.add(attemptId, frame, expiresAt);
+    if (this.ready) this.connection.send(text);
+  }
+
+  /** Validate, then send: a frame that breaks the contract is a bug here, not something to send. */
+  private send(frame: NodeFrame): boolean {
+    const checked = nodeFrame.safeParse(frame);
+    if (!checked.success) {
+      this.log.error(
+        { type: frame.type, problem: prettifyError(checked.error) },
+        'bug: invalid outgoing frame',
+      );
+      return false;
+    }
+    return this.connection.send(JSON.stringify(checked.data));
+  }
+}
+
+function parseCoordinatorFrame(text: string): { frame?: CoordinatorFrame; problem: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { problem: 'not JSON' };
+  }
+  const parsed = coordinatorFrame.safeParse(json);
+  return parsed.success
+    ? { frame: parsed.data, problem: '' }
+    : { problem: truncate(prettifyError(parsed.error), 500) };
+}

@@ -1,0 +1,33 @@
+import type { ActivityOptions } from '@temporalio/workflow';
+
+/**
+ * Activity timeouts and retry policies, named once. Business failures are non-retryable
+ * ApplicationFailures and end the attempt at once; infrastructure errors retry.
+ */
+
+/** Database work (selection, bookkeeping, verification): quick, retried until it succeeds. */
+export const DATABASE_ACTIVITY: ActivityOptions = {
+  startToCloseTimeout: '15 seconds',
+  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
+};
+
+/**
+ * Pushing a frame to a node socket on its host's queue. The host may have died, so the whole thing
+ * is bounded by schedule-to-close: a lost host costs the attempt, not the task.
+ */
+export const HOST_DELIVERY: ActivityOptions = {
+  scheduleToCloseTimeout: '10 seconds',
+  startToCloseTimeout: '5 seconds',
+  retry: {
+    initialInterval: '250 milliseconds',
+    maximumAttempts: 3,
+    nonRetryableErrorTypes: ['NodeNotConnected'],
+  },
+};
+
+/** Failure types the task workflow and its activities raise. */
+export const FailureType = {
+  NodeNotConnected: 'NodeNotConnected',
+  TaskFailed: 'TaskFailed',
+  TaskNotFound: 'TaskNotFound',
+} as const;

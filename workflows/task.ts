@@ -1,0 +1,220 @@
+import {
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { HostActivities } from '../activities/host.js';
+import type { Activities } from '../activities/index.js';
+import {
+  type AttemptState,
+  hostTaskQueue,
+  type NodeReport,
+  nodeReportSignal,
+  stateQuery,
+  type TaskOutcome,
+  type TaskState,
+  type TaskWorkflowInput,
+} from './definitions.js';
+import { DATABASE_ACTIVITY, FailureType, HOST_DELIVERY } from './policies.js';
+import { TaskNodeKey, TaskStatusKey } from './search-attributes.js';
+import type { AttemptOutcome, TaskStatus } from './task-status.js';
+
+const db = proxyActivities<Activities>(DATABASE_ACTIVITY);
+
+interface CurrentAttempt extends AttemptState {
+  hostId: string;
+  accepted: boolean;
+  final?: NodeReport;
+}
+
+/**
+ * One inference task: select a node → dispatch to its host → wait for accept, then result (each with a
+ * deadline) → verify → complete. A timeout, rejection, error, lost host or invalid result moves the
+ * task to another node, up to `maxAttempts`; with no node available it waits until the queue deadline.
+ */
+export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcome> {
+  const { taskId, limits } = input;
+  const state: TaskState = { status: 'queued', attempts: [], ignoredReports: 0, waitingForNode: false };
+  const tried = new Set<string>();
+  let current: CurrentAttempt | undefined;
+
+  // handlers
+  setHandler(stateQuery, () => state);
+  setHandler(nodeReportSignal, (report) => {
+    // At-least-once, possibly late or foreign: only the current attempt's node, once per phase.
+    const a = current;
+    const relevant =
+      a !== undefined &&
+      report.attemptNo === a.no &&
+      report.nodeId === a.nodeId &&
+      a.final === undefined &&
+      !(report.kind === 'accepted' && a.accepted) &&
+      !(report.kind === 'rejected' && a.accepted);
+    if (!relevant) {
+      state.ignoredReports++;
+      return;
+    }
+    if (report.kind === 'accepted') a.accepted = true;
+    else a.final = report;
+  });
+
+  const setStatus = async (status: TaskStatus, extra: { nodeId?: string; attempts?: number } = {}) => {
+    state.status = status;
+    upsertSearchAttributes([
+      { key: TaskStatusKey, value: status },
+      ...(extra.nodeId ? [{ key: TaskNodeKey, value: extra.nodeId }] : []),
+    ]);
+    await db.recordTaskStatus({ taskId, status, ...extra });
+  };
+
+  const closeAttempt = async (outcome: AttemptOutcome, reason?: string) => {
+    const a = current as CurrentAttempt;
+    a.outcome = outcome;
+    a.reason = reason;
+    state.attempts[a.no - 1] = { no: a.no, nodeId: a.nodeId, outcome, ...(reason ? { reason } : {}) };
+    await db.finishAttempt({ taskId, attemptNo: a.no, outcome, ...(reason ? { error: reason } : {}) });
+  };
+
+  const host = (hostId: string) =>
+    proxyActivities<HostActivities>({
+      ...HOST_DELIVERY,
+      taskQueue: hostTaskQueue(workflowInfo().taskQueue, hostId),
+    });
+
+  // business logic
+  try {
+    while (true) {
+      const node = await db.selectNode({ model: input.model, exclude: [...tried] });
+      if (!node) {
+        if (Date.now() >= input.queueDeadline) {
+          return await fail(
+            state.attempts.length === 0
+              ? 'no node serving the model was available before the queue deadline'
+              : `no other node was available before the queue deadline after ${describeAttempts(state.attempts)}`,
+          );
+        }
+        state.waitingForNode = true;
+        await sleep(Math.min(limits.noNodeRetryMs, Math.max(1, input.queueDeadline - Date.now())));
+        continue;
+      }
+      state.waitingForNode = false;
+      tried.add(node.nodeId);
+      const attemptNo = state.attempts.length + 1;
+      current = {
+        no: attemptNo,
+        nodeId: node.nodeId,
+        hostId: node.hostId,
+        outcome: 'pending',
+        accepted: false,
+      };
+      state.attempts.push({ no: attemptNo, nodeId: node.nodeId, outcome: 'pending' });
+      await db.startAttempt({ taskId, attemptNo, nodeId: node.nodeId });
+      await setStatus('assigned', { nodeId: node.nodeId, attempts: attemptNo });
+
+      const outcome = await runAttempt(current);
+      if (outcome === 'completed') {
+        return { status: 'completed', attemptNo, nodeId: node.nodeId };
+      }
+      if (attemptNo >= limits.maxAttempts) {
+        return await fail(`all ${attemptNo} attempts failed: ${describeAttempts(state.attempts)}`);
+      }
+    }
+  } catch (err) {
+    if (isCancellation(err)) {
+      await CancellationScope.nonCancellable(async () => {
+        if (current && (current.outcome === 'pending' || current.outcome === 'accepted')) {
+          await host(current.hostId)
+            .deliverCancel({
+              taskId,
+              attemptNo: current.no,
+              nodeId: current.nodeId,
+              reason: 'cancelled by client',
+            })
+            .catch(() => undefined); // the node's deadline covers a host that is gone
+          await closeAttempt('cancelled', 'cancelled by client');
+        }
+        await db.finishTask({ taskId, status: 'cancelled', reason: 'cancelled by client' });
+        state.status = 'cancelled';
+        upsertSearchAttributes([{ key: TaskStatusKey, value: 'cancelled' }]);
+      });
+    }
+    throw err;
+  }
+
+  async function runAttempt(a: CurrentAttempt): Promise<AttemptOutcome> {
+    try {
+      await host(a.hostId).deliverAssignment({
+        taskId,
+        attemptNo: a.no,
+        nodeId: a.nodeId,
+        acceptTimeoutMs: limits.acceptTimeoutMs,
+        resultTimeoutMs: limits.resultTimeoutMs,
+      });
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      await closeAttempt('lost', `dispatch failed: ${failureMessage(err)}`);
+      return 'lost';
+    }
+
+    if (!(await condition(() => a.accepted || a.final !== undefined, limits.acceptTimeoutMs))) {
+      return timeOut(a, `no accept within ${limits.acceptTimeoutMs} ms`);
+    }
+    if (a.final === undefined) {
+      a.outcome = 'accepted';
+      await setStatus('running');
+      if (!(await condition(() => a.final !== undefined, limits.resultTimeoutMs))) {
+        return timeOut(a, `no result within ${limits.resultTimeoutMs} ms of accepting`);
+      }
+    }
+    const report = a.final as NodeReport;
+    if (report.kind === 'rejected' || report.kind === 'error') {
+      const outcome = report.kind === 'rejected' ? 'rejected' : 'error';
+      await closeAttempt(outcome, report.reason ?? outcome);
+      return outcome;
+    }
+
+    await setStatus('verifying');
+    const verdict = await db.verifyResult({ taskId, attemptNo: a.no });
+    if (!verdict.ok) {
+      await closeAttempt('invalid', verdict.reason);
+      return 'invalid';
+    }
+    await closeAttempt('completed');
+    // Token settlement (capture the hold: reward, fee, release) belongs here, before completion.
+    await db.completeTask({ taskId, attemptNo: a.no, verdict: verdict.verdict });
+    state.status = 'completed';
+    upsertSearchAttributes([{ key: TaskStatusKey, value: 'completed' }]);
+    return 'completed';
+  }
+
+  async function timeOut(a: CurrentAttempt, reason: string): Promise<AttemptOutcome> {
+    // Tell the node to stop, without waiting on a host that may be gone.
+    host(a.hostId)
+      .deliverCancel({ taskId, attemptNo: a.no, nodeId: a.nodeId, reason })
+      .catch(() => undefined);
+    await closeAttempt('timeout', reason);
+    return 'timeout';
+  }
+
+  async function fail(reason: string): Promise<never> {
+    await db.finishTask({ taskId, status: 'failed', reason });
+    state.status = 'failed';
+    upsertSearchAttributes([{ key: TaskStatusKey, value: 'failed' }]);
+    throw ApplicationFailure.create({ type: FailureType.TaskFailed, message: reason, nonRetryable: true });
+  }
+}
+
+function describeAttempts(attempts: AttemptState[]): string {
+  return attempts.map((a) => `#${a.no} ${a.outcome}${a.reason ? ` (${a.reason})` : ''}`).join(', ');
+}
+
+function failureMessage(err: unknown): string {
+  const cause = (err as { cause?: { message?: string } }).cause;
+  return cause?.message ?? (err as Error).message ?? String(err);
+}
