@@ -1,4 +1,4 @@
-import type { NodeFrame } from '../protocol/frames.js';
+import { MAX_FRAME_BYTES, type NodeFrame } from '../protocol/frames.js';
 import { type AgentLogger, truncate } from './internal.js';
 
 /**
@@ -18,14 +18,7 @@ export class Outbox {
 
   /** Serialize and keep the frame; returns the text to send. */
   add(attemptId: string, frame: NodeFrame, expiresAt: number): string {
-    let text: string;
-    try {
-      text = JSON.stringify(frame);
-    } catch (err) {
-      // A backend returned something JSON cannot carry (BigInt, cycles): report that instead.
-      const message = truncate(`output is not serialisable as JSON: ${(err as Error).message}`, 2_000);
-      text = JSON.stringify({ v: frame.v, type: 'error', attemptId, message });
-    }
+    const text = this.serialize(attemptId, frame);
     if (this.items.size >= this.max) {
       const oldest = this.items.keys().next().value as string;
       this.items.delete(oldest);
@@ -34,6 +27,25 @@ export class Outbox {
     this.items.delete(attemptId); // re-insert: Map order stays oldest first
     this.items.set(attemptId, { text, expiresAt });
     return text;
+  }
+
+  /**
+   * JSON text of the frame, or of an error frame saying why it cannot be sent: an output JSON cannot
+   * carry (BigInt, cycles), or one over the coordinator's frame limit, which would close the socket on
+   * every re-send.
+   */
+  private serialize(attemptId: string, frame: NodeFrame): string {
+    let problem: string;
+    try {
+      const text = JSON.stringify(frame);
+      const bytes = Buffer.byteLength(text);
+      if (bytes <= MAX_FRAME_BYTES) return text;
+      problem = `output too large to send: ${bytes} bytes, limit ${MAX_FRAME_BYTES}`;
+    } catch (err) {
+      problem = `output is not serialisable as JSON: ${(err as Error).message}`;
+    }
+    this.log.warn({ attemptId, problem }, 'reporting an error instead of the result');
+    return JSON.stringify({ v: frame.v, type: 'error', attemptId, message: truncate(problem, 2_000) });
   }
 
   get(attemptId: string): string | undefined {

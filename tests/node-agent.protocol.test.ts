@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { NodeAgent, type NodeAgentOptions } from '../node-agent/agent.js';
 import { simulatedBackend } from '../node-agent/backends/simulated.js';
-import { CLOSE_UNAUTHORIZED, NODE_SOCKET_PATH } from '../protocol/frames.js';
+import { CLOSE_UNAUTHORIZED, MAX_FRAME_BYTES, NODE_SOCKET_PATH } from '../protocol/frames.js';
 
 // The agent against a minimal stand-in coordinator that speaks the protocol, until the real endpoint
 // (api/nodes/socket.ts) exists and gets its own integration tests with this same agent.
@@ -173,6 +173,16 @@ describe('NodeAgent protocol', () => {
       .poll(() => c.frames('error'))
       .toEqual([{ v: 1, type: 'error', attemptId: 'task-a:1', message: 'simulated failure' }]);
     expect(a.stats.failed).toBe(1);
+  });
+
+  it('reports an output over the frame limit as an error instead of sending it', async () => {
+    const huge = { run: async () => ({ output: { text: 'x'.repeat(MAX_FRAME_BYTES) } }) };
+    const { c, a } = await setup({ backend: huge });
+    await a.start();
+    c.send(assign('task-a:1'));
+    await expect.poll(() => c.frames('error')).toHaveLength(1);
+    expect(c.frames('error')[0]?.message).toMatch(/^output too large to send: \d+ bytes, limit 8388608$/);
+    expect(c.frames('result')).toEqual([]);
   });
 
   it('aborts a cancelled task and sends nothing for it', async () => {

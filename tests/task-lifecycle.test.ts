@@ -143,8 +143,12 @@ describe('task lifecycle', () => {
       'invalid',
       'rejected',
     ]);
-    const description = await temporal.workflow.getHandle(taskId).describe();
-    expect(description.status.name).toBe('FAILED');
+    // The read model is written just before the workflow closes.
+    await expect
+      .poll(async () => (await temporal.workflow.getHandle(taskId).describe()).status.name, {
+        timeout: 5_000,
+      })
+      .toBe('FAILED');
   });
 
   it('waits with no node online and completes when one connects', async () => {

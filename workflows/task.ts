@@ -148,17 +148,29 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
   }
 
   async function runAttempt(a: CurrentAttempt): Promise<AttemptOutcome> {
-    try {
-      await host(a.hostId).deliverAssignment({
+    // A node's report proves delivery even when the host died before reporting the activity done.
+    let dispatchFailure: string | undefined;
+    let delivered = false;
+    host(a.hostId)
+      .deliverAssignment({
         taskId,
         attemptNo: a.no,
         nodeId: a.nodeId,
         acceptTimeoutMs: limits.acceptTimeoutMs,
         resultTimeoutMs: limits.resultTimeoutMs,
-      });
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      await closeAttempt('lost', `dispatch failed: ${failureMessage(err)}`);
+      })
+      .then(
+        () => {
+          delivered = true;
+        },
+        (err) => {
+          dispatchFailure = failureMessage(err);
+        },
+      );
+    const heard = () => a.accepted || a.final !== undefined;
+    await condition(() => delivered || heard() || dispatchFailure !== undefined);
+    if (!heard() && dispatchFailure !== undefined) {
+      await closeAttempt('lost', `dispatch failed: ${dispatchFailure}`);
       return 'lost';
     }
 

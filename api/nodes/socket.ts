@@ -71,7 +71,10 @@ export function attachNodeSockets(server: Server, deps: Deps): NodeSocketServer 
     const key = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1]?.trim();
     const principal = key ? await verifyApiKey(deps, key) : null;
     if (principal?.role !== 'node') {
-      ws.close(CLOSE_UNAUTHORIZED, key ? 'invalid node key' : 'missing node key (Authorization: Bearer <key>)');
+      ws.close(
+        CLOSE_UNAUTHORIZED,
+        key ? 'invalid node key' : 'missing node key (Authorization: Bearer <key>)',
+      );
       return;
     }
     if (ws.readyState !== ws.OPEN) return;
@@ -124,7 +127,9 @@ export function attachNodeSockets(server: Server, deps: Deps): NodeSocketServer 
       void store.presence
         .remove(session.nodeId, hostId)
         .then((removed) =>
-          removed ? prisma.node.update({ where: { id: session.nodeId }, data: { status: 'offline' } }) : undefined,
+          removed
+            ? prisma.node.update({ where: { id: session.nodeId }, data: { status: 'offline' } })
+            : undefined,
         )
         .catch((err) => nodeLog.warn({ err }, 'could not mark the node offline'));
     });

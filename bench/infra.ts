@@ -1,0 +1,75 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { locateTemporalCli } from '../lib/temporal/cli.js';
+import { startDevServer } from '../lib/temporal/dev-server.js';
+import { createTestDatabase } from '../tests/helpers/database.js';
+import { freePort } from '../tests/helpers/ports.js';
+import { progress } from './measure.js';
+
+export interface BenchInfra {
+  temporalAddress: string;
+  namespace: string;
+  databaseUrl: string;
+  redisUrl: string | undefined;
+  /** A scratch folder for this run (dev server SQLite file, coordinator DATA_DIR). */
+  dir: string;
+  /** What ran where, for the results file. */
+  describe: { temporal: string; database: string; redis: string };
+  stop(): Promise<void>;
+}
+
+/**
+ * The backing services for one benchmark run: `TEMPORAL_ADDRESS` or a Temporal dev server of our own
+ * (in memory, or SQLite in WAL mode like `npm start`); a fresh database on `DATABASE_URL`'s server or an
+ * in-memory PGlite; `REDIS_URL` or nothing (the coordinator then uses its in-process store).
+ */
+export async function startInfra({ sqlite }: { sqlite: boolean }): Promise<BenchInfra> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ng-bench-'));
+  const stops: Array<() => Promise<void>> = [() => rm(dir, { recursive: true, force: true })];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s().catch((err) => progress(`cleanup failed: ${String(err)}`));
+  };
+  try {
+    const namespace = process.env.TEMPORAL_NAMESPACE || 'neurogrid';
+    let temporalAddress = process.env.TEMPORAL_ADDRESS;
+    let temporal = `external ${temporalAddress}`;
+    if (!temporalAddress) {
+      temporal = sqlite ? 'dev server, SQLite (WAL)' : 'dev server, in memory';
+      progress(`starting the Temporal ${temporal}`);
+      const cli = await locateTemporalCli({ log: (line) => progress(`[setup] ${line}`) });
+      const server = await startDevServer({
+        cliPath: cli.path,
+        namespace,
+        port: await freePort(),
+        uiPort: 0,
+        headless: true,
+        ...(sqlite ? { dbFile: path.join(dir, 'temporal.sqlite') } : {}),
+      });
+      stops.push(() => server.stop());
+      temporalAddress = server.address;
+    }
+
+    progress(process.env.DATABASE_URL ? 'creating a PostgreSQL database' : 'starting PGlite (in memory)');
+    const db = await createTestDatabase({ migrated: true });
+    stops.push(() => db.drop());
+
+    const redisUrl = process.env.REDIS_URL || undefined;
+    return {
+      temporalAddress,
+      namespace,
+      databaseUrl: db.url,
+      redisUrl,
+      dir,
+      describe: {
+        temporal,
+        database: db.backend === 'postgres' ? 'PostgreSQL (DATABASE_URL)' : 'PGlite in memory',
+        redis: redisUrl ? 'Redis (REDIS_URL)' : 'in-process store',
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

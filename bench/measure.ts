@@ -1,0 +1,64 @@
+import { type LatencySummary, runPool, summarizeLatencies } from './stats.js';
+
+/** A progress line on stdout, prefixed so it stands apart from any log output. */
+export const progress = (line: string) => void process.stdout.write(`[bench] ${line}\n`);
+
+export interface Measurement {
+  count: number;
+  concurrency: number;
+  seconds: number;
+  /** Completed items per second of wall time, over the whole run. */
+  perSecond: number;
+  latencyMs: LatencySummary;
+}
+
+/**
+ * Run `job(0 … count-1)` at `concurrency`, with a progress line every 2 s. Each job resolves with its
+ * own latency in ms (it knows which part of its work is the latency being measured).
+ */
+export async function measure(
+  label: string,
+  count: number,
+  concurrency: number,
+  job: (index: number) => Promise<number>,
+): Promise<Measurement> {
+  const latencies: number[] = [];
+  const started = performance.now();
+  const rate = () => latencies.length / ((performance.now() - started) / 1000);
+  const ticker = setInterval(
+    () => progress(`${label}: ${latencies.length}/${count} (${rate().toFixed(1)}/s)`),
+    2_000,
+  );
+  try {
+    await runPool(count, concurrency, async (i) => void latencies.push(await job(i)));
+  } finally {
+    clearInterval(ticker);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const result = {
+    count,
+    concurrency,
+    seconds: round(seconds, 2),
+    perSecond: round(count / seconds, 2),
+    latencyMs: summarizeLatencies(latencies),
+  };
+  progress(`${label}: ${count}/${count} in ${result.seconds} s (${result.perSecond}/s)`);
+  return result;
+}
+
+export const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+/** Mean length of the given workflows' histories (each must have finished). */
+export async function meanHistoryEvents(
+  fetchHistory: (workflowId: string) => Promise<{ events?: unknown[] | null }>,
+  workflowIds: string[],
+): Promise<{ mean: number; sample: number[] }> {
+  const sample = await Promise.all(workflowIds.map(async (id) => (await fetchHistory(id)).events?.length ?? 0));
+  return { mean: round(sample.reduce((a, b) => a + b, 0) / sample.length, 1), sample };
+}
+
+/** `n` indexes spread evenly over `0 … count-1`. */
+export function spread(count: number, n: number): number[] {
+  const picks = Math.min(n, count);
+  return [...new Set(Array.from({ length: picks }, (_, k) => Math.floor((k * count) / picks)))];
+}
