@@ -7,7 +7,7 @@ import { connectTemporalClient } from '../lib/temporal/connection.js';
 import { ensureNamespace } from '../lib/temporal/namespace.js';
 import { startTemporalWorker } from '../worker/worker.js';
 import type { BaselineActivities } from './baseline-workflow.js';
-import { type Measurement, meanHistoryEvents, measure, progress, spread } from './measure.js';
+import { historyEvents, type Measurement, measure, progress, spread } from './measure.js';
 import { runPool } from './stats.js';
 
 const workflowsPath = fileURLToPath(new URL('./baseline-workflow.ts', import.meta.url));
@@ -23,6 +23,8 @@ export interface PhaseOptions {
 export interface PhaseResult extends Measurement {
   eventsPerItem: number;
   eventsSample: number[];
+  /** Mean events of each type per history. */
+  eventsByType: Record<string, number>;
 }
 
 /**
@@ -56,8 +58,13 @@ export async function runBaseline(
 
     const measured = await measure('baseline', opts.tasks, opts.concurrency, (i) => run(`${taskQueue}-${i}`));
     const ids = spread(opts.tasks, opts.historySample).map((i) => `${taskQueue}-${i}`);
-    const events = await meanHistoryEvents((id) => client.workflow.getHandle(id).fetchHistory(), ids);
-    return { ...measured, eventsPerItem: events.mean, eventsSample: events.sample };
+    const events = await historyEvents((id) => client.workflow.getHandle(id).fetchHistory(), ids);
+    return {
+      ...measured,
+      eventsPerItem: events.mean,
+      eventsSample: events.sample,
+      eventsByType: events.byType,
+    };
   } finally {
     await connection.close();
     await worker.close();

@@ -1,4 +1,7 @@
+import proto from '@temporalio/proto';
 import { type LatencySummary, runPool, summarizeLatencies } from './stats.js';
+
+const { EventType } = proto.temporal.api.enums.v1;
 
 /** A progress line on stdout, prefixed so it stands apart from any log output. */
 export const progress = (line: string) => void process.stdout.write(`[bench] ${line}\n`);
@@ -13,7 +16,7 @@ export interface Measurement {
 }
 
 /**
- * Run `job(0 … count-1)` at `concurrency`, with a progress line every 2 s. Each job resolves with its
+ * Run `job(0 … count-1)` at `concurrency`, with a progress line every 5 s. Each job resolves with its
  * own latency in ms (it knows which part of its work is the latency being measured).
  */
 export async function measure(
@@ -27,7 +30,7 @@ export async function measure(
   const rate = () => latencies.length / ((performance.now() - started) / 1000);
   const ticker = setInterval(
     () => progress(`${label}: ${latencies.length}/${count} (${rate().toFixed(1)}/s)`),
-    2_000,
+    5_000,
   );
   try {
     await runPool(count, concurrency, async (i) => void latencies.push(await job(i)));
@@ -48,13 +51,23 @@ export async function measure(
 
 export const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
 
-/** Mean length of the given workflows' histories (each must have finished). */
-export async function meanHistoryEvents(
-  fetchHistory: (workflowId: string) => Promise<{ events?: unknown[] | null }>,
+/**
+ * Mean length of the given workflows' histories (each must have finished), and how many events of each
+ * type a history has on average (where a workflow spends its events).
+ */
+export async function historyEvents(
+  fetchHistory: (workflowId: string) => Promise<{ events?: Array<{ eventType?: number | null }> | null }>,
   workflowIds: string[],
-): Promise<{ mean: number; sample: number[] }> {
-  const sample = await Promise.all(workflowIds.map(async (id) => (await fetchHistory(id)).events?.length ?? 0));
-  return { mean: round(sample.reduce((a, b) => a + b, 0) / sample.length, 1), sample };
+): Promise<{ mean: number; sample: number[]; byType: Record<string, number> }> {
+  const histories = await Promise.all(workflowIds.map(async (id) => (await fetchHistory(id)).events ?? []));
+  const byType: Record<string, number> = {};
+  for (const event of histories.flat()) {
+    const name = EventType[event.eventType ?? 0]?.replace(/^EVENT_TYPE_/, '') ?? String(event.eventType);
+    byType[name] = (byType[name] ?? 0) + 1;
+  }
+  for (const name of Object.keys(byType)) byType[name] = round((byType[name] ?? 0) / histories.length, 1);
+  const sample = histories.map((h) => h.length);
+  return { mean: round(sample.reduce((a, b) => a + b, 0) / sample.length, 1), sample, byType };
 }
 
 /** `n` indexes spread evenly over `0 … count-1`. */

@@ -48,6 +48,8 @@ async function run(config: CliConfig): Promise<void> {
     log,
   });
   agent.on('fatal', () => process.exit(EXIT_KEY_REFUSED));
+  agent.on('connected', ({ nodeId }) => log.info({ nodeId }, 'connected to the coordinator'));
+  agent.on('disconnected', ({ code, reason }) => log.warn({ code, reason }, 'disconnected; reconnecting'));
   agent.on('completed', ({ attemptId, durationMs }) => log.info({ attemptId, durationMs }, 'task completed'));
   agent.on('accepted', ({ attemptId }) => log.info({ attemptId }, 'task accepted'));
   agent.on('rejected', ({ attemptId, reason }) => log.info({ attemptId, reason }, 'task rejected'));

@@ -1,0 +1,172 @@
+/**
+ * `npm run bench [-- --tasks 300 --concurrency 20 --sqlite --observe events|poll --warmup 20]`
+ *
+ * How close the task workflow gets to what the Temporal server can process, in one process tree and one
+ * run on the same server: a one-activity baseline workflow, then the real coordinator (api + worker +
+ * simulated nodes) with tasks submitted over REST. Prints a table and two ratios:
+ * - raw: task tasks/s ÷ baseline workflows/s;
+ * - normalised: (tasks/s × history events per task) ÷ (workflows/s × events per workflow), i.e. the share
+ *   of the server's event-processing rate the task workflow achieves.
+ *
+ * Services: `TEMPORAL_ADDRESS` or our own dev server (in memory; `--sqlite`: SQLite in WAL mode, like
+ * `npm start`); `DATABASE_URL` (a fresh database on it) or PGlite in memory; `REDIS_URL` or the
+ * in-process store. Results go to `bench/results/throughput-<embedded|services>.json`.
+ */
+import { randomBytes } from 'node:crypto';
+import { rename, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../lib/config.js';
+import { createLogger } from '../lib/logger.js';
+import { type PhaseOptions, type PhaseResult, runBaseline } from './baseline.js';
+import { type Observe, runTaskWorkflows } from './coordinator.js';
+import { type BenchInfra, startInfra } from './infra.js';
+import { progress, round } from './measure.js';
+
+const RESULTS_DIR = path.join(import.meta.dirname, 'results');
+
+function parseCommandLine() {
+  const { values } = parseArgs({
+    options: {
+      tasks: { type: 'string', default: '300' },
+      concurrency: { type: 'string', default: '20' },
+      warmup: { type: 'string', default: '20' },
+      sqlite: { type: 'boolean', default: false },
+      observe: { type: 'string', default: 'events' },
+    },
+  });
+  const int = (name: string, value: string | undefined) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a whole number ≥ 0`);
+    return n;
+  };
+  if (values.observe !== 'events' && values.observe !== 'poll') throw new Error('--observe: events or poll');
+  const phase: PhaseOptions = {
+    tasks: Math.max(1, int('tasks', values.tasks)),
+    concurrency: Math.max(1, int('concurrency', values.concurrency)),
+    warmup: int('warmup', values.warmup),
+    historySample: 5,
+  };
+  return { phase, sqlite: values.sqlite ?? false, observe: values.observe as Observe };
+}
+
+/** The coordinator's environment for this run: its own queue, key prefix and data folder; no rate limits. */
+function coordinatorEnv(infra: BenchInfra): Record<string, string> {
+  const rand = randomBytes(4).toString('hex');
+  return {
+    NODE_ENV: 'development',
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'error',
+    PORT: '0',
+    DATA_DIR: path.join(infra.dir, 'data'),
+    TEMPORAL_ADDRESS: infra.temporalAddress,
+    TEMPORAL_NAMESPACE: infra.namespace,
+    TEMPORAL_TASK_QUEUE: `bench-${rand}`,
+    DATABASE_URL: infra.databaseUrl,
+    ...(infra.redisUrl ? { REDIS_URL: infra.redisUrl } : {}),
+    REDIS_KEY_PREFIX: `bench${rand}:`,
+    ADMIN_API_KEY: `bench-admin-${randomBytes(24).toString('hex')}`,
+    // The client here is the load generator: the per-key and per-address limits would only throttle it.
+    RATE_LIMIT_PER_MINUTE: '100000000',
+    RATE_LIMIT_IP_PER_MINUTE: '100000000',
+  };
+}
+
+async function main() {
+  const { phase, sqlite, observe } = parseCommandLine();
+  const mode = process.env.DATABASE_URL || process.env.REDIS_URL ? 'services' : 'embedded';
+  const machine = {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    memoryGb: round(os.totalmem() / 2 ** 30, 1),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    loadAverageAtStart: os.loadavg().map((n) => round(n, 2)),
+  };
+  progress(
+    `mode ${mode}: ${phase.tasks} items at concurrency ${phase.concurrency} (warm-up ${phase.warmup})`,
+  );
+
+  const infra = await startInfra({ sqlite });
+  try {
+    const env = coordinatorEnv(infra);
+    const config = loadConfig(env);
+    const log = createLogger('bench', config.LOG_LEVEL);
+    const endpoints = {
+      temporalAddress: infra.temporalAddress,
+      databaseUrl: infra.databaseUrl,
+      redisUrl: infra.redisUrl,
+    };
+    const baseline = await runBaseline({ config, log, endpoints }, phase);
+    const task = await runTaskWorkflows(env, { ...phase, nodes: 4, capacity: 16, observe, pollMs: 50 });
+
+    const ratios = {
+      raw: round(task.perSecond / baseline.perSecond, 3),
+      normalisedByEvents: round(
+        (task.perSecond * task.eventsPerItem) / (baseline.perSecond * baseline.eventsPerItem),
+        3,
+      ),
+    };
+    printTable(baseline, task, ratios, infra);
+    const file = path.join(RESULTS_DIR, `throughput-${mode}.json`);
+    const results = {
+      mode,
+      timestamp: new Date().toISOString(),
+      machine,
+      parameters: { ...phase, nodes: 4, nodeCapacity: 16, observe, pollMs: 50, sqlite, ...infra.describe },
+      baseline,
+      task,
+      ratios,
+    };
+    // Written whole or not at all: an interrupted run never leaves a truncated results file.
+    await writeFile(`${file}.tmp`, `${JSON.stringify(results, null, 2)}\n`);
+    await rename(`${file}.tmp`, file);
+    progress(`results written to ${path.relative(process.cwd(), file)}`);
+    if (task.failed > 0) throw new Error(`${task.failed} task(s) did not complete`);
+  } finally {
+    await infra.stop();
+  }
+}
+
+function printTable(
+  baseline: PhaseResult,
+  task: PhaseResult & { requestsPerTask: number; attemptsPerTask: number; observe: string },
+  ratios: { raw: number; normalisedByEvents: number },
+  infra: BenchInfra,
+) {
+  const row = (cells: Array<string | number>) =>
+    cells.map((c, i) => (i === 0 ? String(c).padEnd(16) : String(c).padStart(9))).join(' ');
+  const line = (name: string, r: PhaseResult) =>
+    row([
+      name,
+      r.count,
+      r.concurrency,
+      r.seconds,
+      r.perSecond,
+      r.latencyMs.p50,
+      r.latencyMs.p99,
+      r.eventsPerItem,
+    ]);
+  const { temporal, database, redis } = infra.describe;
+  console.log(
+    [
+      '',
+      `Throughput (Temporal: ${temporal}; database: ${database}; Redis: ${redis})`,
+      row(['', 'items', 'conc.', 'seconds', 'per s', 'p50 ms', 'p99 ms', 'events']),
+      line('baseline wf', baseline),
+      line('task workflow', task),
+      `  task workflow: ${round(task.attemptsPerTask, 2)} attempts and ${round(task.requestsPerTask, 1)} REST requests per task (observe: ${task.observe})`,
+      `  ratio, raw throughput:          ${ratios.raw}  (tasks/s ÷ baseline workflows/s)`,
+      `  ratio, normalised by events:    ${ratios.normalisedByEvents}  (tasks/s × events/task ÷ workflows/s × events/workflow)`,
+      '',
+    ].join('\n'),
+  );
+}
+
+main().then(
+  () => process.exit(0),
+  (err: Error) => {
+    console.error(`\nbench failed: ${err.stack ?? err.message}`);
+    process.exit(1);
+  },
+);
