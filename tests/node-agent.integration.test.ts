@@ -53,7 +53,9 @@ describe('neurogrid-node CLI against the coordinator', () => {
     cli.stderr?.on('data', (c: Buffer) => {
       output += c.toString();
     });
-    await eventually(async () => (output.includes('"msg":"connected to the coordinator"') ? true : undefined));
+    await eventually(async () =>
+      output.includes('"msg":"connected to the coordinator"') ? true : undefined,
+    );
   });
 
   afterAll(async () => {
