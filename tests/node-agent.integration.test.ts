@@ -2,42 +2,28 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  EMBEDDING_MODEL,
-  eventually,
-  MODEL,
-  seed,
-  startInProcess,
-  type TestEnvironment,
-  testEnvironment,
-  waitForStatus,
-} from './helpers/coordinator.js';
+import { EMBEDDING_MODEL, eventually, MODEL, useCoordinator, waitForStatus } from './helpers/coordinator.js';
 import { type FakeOpenAi, startFakeOpenAi } from './helpers/fake-openai.js';
 
 // What a node operator runs: the `neurogrid-node` CLI in front of an OpenAI-compatible server (the fake
 // stands for that server, which is outside the product), against the real coordinator.
 describe('neurogrid-node CLI against the coordinator', () => {
-  let env: TestEnvironment;
-  let coordinator: Awaited<ReturnType<typeof startInProcess>>;
-  let s: Awaited<ReturnType<typeof seed>>;
+  const suite = useCoordinator();
   let openai: FakeOpenAi;
   let cli: ChildProcess;
   let output = '';
   let key: string;
 
   beforeAll(async () => {
-    env = await testEnvironment();
-    coordinator = await startInProcess(env.env);
-    s = await seed(coordinator.url, env.env.ADMIN_API_KEY as string);
     openai = await startFakeOpenAi();
-    ({ key } = await s.registerNode('operator-node'));
+    ({ key } = await suite.s.registerNode('operator-node'));
     const bin = path.resolve(import.meta.dirname, '../node-agent/bin/neurogrid-node.js');
     cli = spawn(
       process.execPath,
       [
         bin,
         '--coordinator',
-        coordinator.url,
+        suite.coordinator.url,
         '--backend-url',
         openai.url,
         '--models',
@@ -64,18 +50,16 @@ describe('neurogrid-node CLI against the coordinator', () => {
       await once(cli, 'exit');
     }
     await openai?.close();
-    await coordinator?.close();
-    await env?.cleanup();
   });
 
   it('serves a text-generation task through the inference server', async () => {
-    const r = await s.clientA.post('/api/tasks', {
+    const r = await suite.s.clientA.post('/api/tasks', {
       model: MODEL.name,
       input: { messages: [{ role: 'user', content: 'ping' }] },
       params: { maxTokens: 16, temperature: 0.2 },
     });
     expect(r.status).toBe(202);
-    const task = await waitForStatus(s.clientA, r.body.task.id, ['completed', 'failed']);
+    const task = await waitForStatus(suite.s.clientA, r.body.task.id, ['completed', 'failed']);
     expect(task.status, task.failureReason).toBe('completed');
     expect(task.result.text).toBe('reply: ping');
     const call = openai.requests.find((q) => q.path === '/v1/chat/completions');
@@ -88,11 +72,11 @@ describe('neurogrid-node CLI against the coordinator', () => {
   });
 
   it('serves an embedding task with one vector per input, in input order', async () => {
-    const r = await s.clientA.post('/api/tasks', {
+    const r = await suite.s.clientA.post('/api/tasks', {
       model: EMBEDDING_MODEL.name,
       input: { texts: ['a', 'bbb'] },
     });
-    const task = await waitForStatus(s.clientA, r.body.task.id, ['completed', 'failed']);
+    const task = await waitForStatus(suite.s.clientA, r.body.task.id, ['completed', 'failed']);
     expect(task.status, task.failureReason).toBe('completed');
     expect(task.result.embeddings).toHaveLength(2);
     expect(task.result.embeddings.map((v: number[]) => v[1])).toEqual([1, 3]); // the fake encodes text length
@@ -100,12 +84,12 @@ describe('neurogrid-node CLI against the coordinator', () => {
 
   it('moves the task on when the inference server fails, and the task fails after every node tried', async () => {
     openai.set({ failStatus: 500 });
-    const r = await s.clientA.post('/api/tasks', {
+    const r = await suite.s.clientA.post('/api/tasks', {
       model: MODEL.name,
       input: { prompt: 'boom' },
       queueTimeoutMs: 2_000,
     });
-    const task = await waitForStatus(s.clientA, r.body.task.id, ['completed', 'failed']);
+    const task = await waitForStatus(suite.s.clientA, r.body.task.id, ['completed', 'failed']);
     openai.set({ failStatus: undefined });
     expect(task.status).toBe('failed');
     expect(task.attemptHistory[0]).toMatchObject({ outcome: 'error', error: expect.stringContaining('500') });

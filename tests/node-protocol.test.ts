@@ -1,61 +1,29 @@
-import { Client, Connection } from '@temporalio/client';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { NodeAgent } from '../node-agent/agent.js';
 import { CLOSE_UNAUTHORIZED, type CoordinatorFrame, NODE_SOCKET_PATH } from '../protocol/frames.js';
 import { type NodeReport, nodeReportSignal, type TaskState } from '../workflows/definitions.js';
-import {
-  MODEL,
-  seed,
-  startInProcess,
-  startNode,
-  type TestEnvironment,
-  testEnvironment,
-  waitForStatus,
-} from './helpers/coordinator.js';
+import { type CoordinatorSuite, MODEL, useCoordinator, waitForStatus } from './helpers/coordinator.js';
 
 type ErrorFrame = Extract<CoordinatorFrame, { type: 'error' }>;
 
 // The node WebSocket protocol from the node's side: validation, authorization of reports, and the
 // workflow's indifference to late, duplicate and foreign reports.
 describe('node protocol', () => {
-  let env: TestEnvironment;
-  let coordinator: Awaited<ReturnType<typeof startInProcess>>;
-  let s: Awaited<ReturnType<typeof seed>>;
-  let connection: Connection;
-  let temporal: Client;
-  const agents: NodeAgent[] = [];
+  const suite = useCoordinator();
 
-  beforeAll(async () => {
-    env = await testEnvironment();
-    coordinator = await startInProcess(env.env);
-    s = await seed(coordinator.url, env.env.ADMIN_API_KEY as string);
-    connection = await Connection.connect({ address: inject('temporalAddress') });
-    temporal = new Client({ connection, namespace: inject('temporalNamespace') });
-  });
-  afterEach(async () => {
-    await Promise.all(agents.splice(0).map((a) => a.stop()));
-  });
-  afterAll(async () => {
-    await coordinator?.close();
-    await connection?.close();
-    await env?.cleanup();
-  });
-
-  async function node(name: string, options: Parameters<typeof startNode>[2] = {}) {
-    const { nodeId, key } = await s.registerNode(name);
-    const agent = await startNode(coordinator.url, key, options);
-    agents.push(agent);
+  async function node(name: string, options: Parameters<CoordinatorSuite['node']>[1] = {}) {
+    const n = await suite.node(name, options);
     const errors: ErrorFrame[] = [];
-    agent.on('coordinator-error', (f) => errors.push(f));
-    return { nodeId, key, agent, errors };
+    n.agent.on('coordinator-error', (f) => errors.push(f));
+    return { ...n, errors };
   }
 
   const nextError = (agent: NodeAgent) =>
     new Promise<ErrorFrame>((resolve) => agent.once('coordinator-error', (f) => resolve(f)));
 
   const submit = async () => {
-    const r = await s.clientA.post('/api/tasks', { model: MODEL.name, input: { prompt: 'protocol' } });
+    const r = await suite.s.clientA.post('/api/tasks', { model: MODEL.name, input: { prompt: 'protocol' } });
     expect(r.status).toBe(202);
     return r.body.task.id as string;
   };
@@ -78,7 +46,7 @@ describe('node protocol', () => {
     expect(n.agent.stats.connected).toBe(true);
     // Still a working node: it takes and completes a task over the same connection.
     const taskId = await submit();
-    const task = await waitForStatus(s.clientA, taskId, ['completed', 'failed']);
+    const task = await waitForStatus(suite.s.clientA, taskId, ['completed', 'failed']);
     expect(task).toMatchObject({ status: 'completed', nodeId: n.nodeId });
     expect(n.agent.stats.reconnects).toBe(0);
   });
@@ -92,7 +60,7 @@ describe('node protocol', () => {
     intruder.agent.sendFrame({ v: 1, type: 'result', attemptId: `${taskId}:1`, output: { text: 'forged' } });
     expect(await error).toMatchObject({ code: 'not_your_attempt', attemptId: `${taskId}:1`, ref: 'result' });
 
-    const task = (await s.clientA.get(`/api/tasks/${taskId}`)).body.task;
+    const task = (await suite.s.clientA.get(`/api/tasks/${taskId}`)).body.task;
     expect(task.status).toBe('running');
     expect(task.result).toBeNull();
   });
@@ -101,8 +69,8 @@ describe('node protocol', () => {
     const n = await node('signals', { behaviour: { afterAccept: 'hang' } });
     const taskId = await submit();
     await new Promise<void>((resolve) => n.agent.once('accepted', () => resolve()));
-    await waitForStatus(s.clientA, taskId, ['running']);
-    const handle = temporal.workflow.getHandle(taskId);
+    await waitForStatus(suite.s.clientA, taskId, ['running']);
+    const handle = suite.temporal.workflow.getHandle(taskId);
     const reports: NodeReport[] = [
       { attemptNo: 1, nodeId: '00000000-0000-4000-8000-000000000000', kind: 'result', outputHash: 'x' }, // foreign
       { attemptNo: 7, nodeId: n.nodeId, kind: 'result', outputHash: 'x' }, // not the current attempt
@@ -116,7 +84,7 @@ describe('node protocol', () => {
     const state = await handle.query<TaskState>('state');
     expect(state.status).toBe('running');
     expect(state.attempts).toEqual([{ no: 1, nodeId: n.nodeId, outcome: 'pending' }]);
-    expect((await s.clientA.get(`/api/tasks/${taskId}`)).body.task.status).toBe('running');
+    expect((await suite.s.clientA.get(`/api/tasks/${taskId}`)).body.task.status).toBe('running');
   });
 
   it('refuses a result that arrives after its attempt timed out, and a duplicate after completion', async () => {
@@ -126,7 +94,7 @@ describe('node protocol', () => {
       slow.agent.once('assigned', (a) => resolve(a.attemptId)),
     );
     const good = await node('rescuer');
-    const task = await waitForStatus(s.clientA, taskId, ['completed', 'failed']);
+    const task = await waitForStatus(suite.s.clientA, taskId, ['completed', 'failed']);
     expect(task).toMatchObject({ status: 'completed', nodeId: good.nodeId });
 
     const late = nextError(slow.agent);
@@ -142,20 +110,20 @@ describe('node protocol', () => {
     });
     expect(await duplicate).toMatchObject({ code: 'attempt_closed' });
 
-    const after = (await s.clientA.get(`/api/tasks/${taskId}`)).body.task;
+    const after = (await suite.s.clientA.get(`/api/tasks/${taskId}`)).body.task;
     expect(after.result).toEqual(task.result);
     expect(after.attemptHistory.map((a: { outcome: string }) => a.outcome)).toEqual(['timeout', 'completed']);
   });
 
   it('closes a connection without a valid node key with 4401', async () => {
-    const url = `${coordinator.url.replace('http', 'ws')}${NODE_SOCKET_PATH}`;
+    const url = `${suite.coordinator.url.replace('http', 'ws')}${NODE_SOCKET_PATH}`;
     const closeOf = (ws: WebSocket) =>
       new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
     expect(await closeOf(new WebSocket(url, { headers: { authorization: 'Bearer ngk_nope_nope' } }))).toBe(
       CLOSE_UNAUTHORIZED,
     );
     expect(await closeOf(new WebSocket(url))).toBe(CLOSE_UNAUTHORIZED);
-    const clientKey = (await s.admin.post('/api/admin/clients', { name: 'not a node' })).body.apiKey;
+    const clientKey = (await suite.s.admin.post('/api/admin/clients', { name: 'not a node' })).body.apiKey;
     expect(await closeOf(new WebSocket(url, { headers: { authorization: `Bearer ${clientKey}` } }))).toBe(
       CLOSE_UNAUTHORIZED,
     );

@@ -1,56 +1,16 @@
-import { Client, Connection } from '@temporalio/client';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { NodeAgent } from '../node-agent/agent.js';
+import { describe, expect, it } from 'vitest';
 import { simulatedBackend } from '../node-agent/backends/simulated.js';
 import type { TaskState } from '../workflows/definitions.js';
-import {
-  EMBEDDING_MODEL,
-  MODEL,
-  seed,
-  startInProcess,
-  startNode,
-  type TestEnvironment,
-  testEnvironment,
-  waitForStatus,
-} from './helpers/coordinator.js';
+import { EMBEDDING_MODEL, MODEL, useCoordinator, waitForStatus } from './helpers/coordinator.js';
 
 // The task workflow end to end: real Temporal dev server, real database, real Redis when REDIS_URL is
 // set, simulated nodes running the real node agent over the documented WebSocket protocol.
 describe('task lifecycle', () => {
-  let env: TestEnvironment;
-  let coordinator: Awaited<ReturnType<typeof startInProcess>>;
-  let s: Awaited<ReturnType<typeof seed>>;
-  let temporal: Client;
-  let connection: Connection;
-  const agents: NodeAgent[] = [];
-
-  beforeAll(async () => {
-    env = await testEnvironment();
-    coordinator = await startInProcess(env.env);
-    s = await seed(coordinator.url, env.env.ADMIN_API_KEY as string);
-    connection = await Connection.connect({ address: inject('temporalAddress') });
-    temporal = new Client({ connection, namespace: inject('temporalNamespace') });
-  });
-
-  afterEach(async () => {
-    await Promise.all(agents.splice(0).map((a) => a.stop()));
-  });
-
-  afterAll(async () => {
-    await coordinator?.close();
-    await connection?.close();
-    await env?.cleanup();
-  });
-
-  async function node(name: string, options: Parameters<typeof startNode>[2] = {}) {
-    const { nodeId, key } = await s.registerNode(name);
-    const agent = await startNode(coordinator.url, key, options);
-    agents.push(agent);
-    return { nodeId, agent };
-  }
+  const suite = useCoordinator();
+  const node = suite.node;
 
   const submit = async (body: Record<string, unknown> = {}, headers?: Record<string, string>) => {
-    const r = await s.clientA.post(
+    const r = await suite.s.clientA.post(
       '/api/tasks',
       { model: MODEL.name, input: { prompt: 'hello world' }, ...body },
       headers,
@@ -66,18 +26,18 @@ describe('task lifecycle', () => {
     for (const n of [n1, n2]) n.agent.on('assigned', () => assigned++);
 
     const taskId = await submit();
-    const task = await waitForStatus(s.clientA, taskId, ['completed', 'failed']);
+    const task = await waitForStatus(suite.s.clientA, taskId, ['completed', 'failed']);
     expect(task.status).toBe('completed');
     expect(assigned).toBe(1);
     expect([n1.nodeId, n2.nodeId]).toContain(task.nodeId);
     expect(task.result).toEqual({ text: expect.stringContaining('hello world'), finishReason: 'stop' });
     expect(task.attemptHistory).toEqual([expect.objectContaining({ attemptNo: 1, outcome: 'completed' })]);
 
-    const result = await s.clientA.get(`/api/tasks/${taskId}/result`);
+    const result = await suite.s.clientA.get(`/api/tasks/${taskId}/result`);
     expect(result.status).toBe(200);
     expect(result.body.result).toEqual(task.result);
 
-    const handle = temporal.workflow.getHandle(taskId);
+    const handle = suite.temporal.workflow.getHandle(taskId);
     const description = await handle.describe();
     expect(description.status.name).toBe('COMPLETED');
     expect(description.typedSearchAttributes.get({ name: 'TaskStatus', type: 'KEYWORD' } as never)).toBe(
@@ -87,19 +47,19 @@ describe('task lifecycle', () => {
     expect(attrs.TaskStatus).toEqual(['completed']);
     expect(attrs.TaskNode).toEqual([task.nodeId]);
     expect(attrs.TaskModel).toEqual([`${MODEL.name}:${MODEL.version}`]);
-    expect(attrs.TaskClient).toEqual([s.clientAId]);
+    expect(attrs.TaskClient).toEqual([suite.s.clientAId]);
     const state = await handle.query<TaskState>('state');
     expect(state).toMatchObject({ status: 'completed', ignoredReports: 0 });
   });
 
   it('runs an embedding task and verifies one vector per input', async () => {
     await node('embed-1');
-    const r = await s.clientA.post('/api/tasks', {
+    const r = await suite.s.clientA.post('/api/tasks', {
       model: EMBEDDING_MODEL.name,
       input: { texts: ['a', 'b', 'c'] },
     });
     expect(r.status).toBe(202);
-    const task = await waitForStatus(s.clientA, r.body.task.id, ['completed', 'failed']);
+    const task = await waitForStatus(suite.s.clientA, r.body.task.id, ['completed', 'failed']);
     expect(task.status).toBe('completed');
     expect(task.result.embeddings).toHaveLength(3);
   });
@@ -110,7 +70,7 @@ describe('task lifecycle', () => {
     // Only the silent node exists at first: it gets the first attempt.
     await new Promise<void>((resolve) => silent.agent.once('assigned', () => resolve()));
     const good = await node('good-after-silent');
-    const task = await waitForStatus(s.clientA, taskId, ['completed', 'failed']);
+    const task = await waitForStatus(suite.s.clientA, taskId, ['completed', 'failed']);
     expect(task.status).toBe('completed');
     expect(task.nodeId).toBe(good.nodeId);
     expect(task.attemptHistory.map((a: { outcome: string }) => a.outcome)).toEqual(['timeout', 'completed']);
@@ -121,7 +81,7 @@ describe('task lifecycle', () => {
     const taskId = await submit();
     await new Promise<void>((resolve) => hanging.agent.once('accepted', () => resolve()));
     const good = await node('good-after-hang');
-    const task = await waitForStatus(s.clientA, taskId, ['completed', 'failed']);
+    const task = await waitForStatus(suite.s.clientA, taskId, ['completed', 'failed']);
     expect(task.status).toBe('completed');
     expect(task.nodeId).toBe(good.nodeId);
     expect(task.attemptHistory[0]).toMatchObject({
@@ -135,7 +95,7 @@ describe('task lifecycle', () => {
     await node('fails', { backend: simulatedBackend({ failureRate: 1 }) });
     await node('invalid', { backend: simulatedBackend({ invalidOutput: true }) });
     const taskId = await submit();
-    const task = await waitForStatus(s.clientA, taskId, ['completed', 'failed']);
+    const task = await waitForStatus(suite.s.clientA, taskId, ['completed', 'failed']);
     expect(task.status).toBe('failed');
     expect(task.failureReason).toMatch(/^all 3 attempts failed: /);
     expect(task.attemptHistory.map((a: { outcome: string }) => a.outcome).sort()).toEqual([
@@ -145,7 +105,7 @@ describe('task lifecycle', () => {
     ]);
     // The read model is written just before the workflow closes.
     await expect
-      .poll(async () => (await temporal.workflow.getHandle(taskId).describe()).status.name, {
+      .poll(async () => (await suite.temporal.workflow.getHandle(taskId).describe()).status.name, {
         timeout: 5_000,
       })
       .toBe('FAILED');
@@ -153,19 +113,19 @@ describe('task lifecycle', () => {
 
   it('waits with no node online and completes when one connects', async () => {
     const taskId = await submit();
-    const handle = temporal.workflow.getHandle(taskId);
+    const handle = suite.temporal.workflow.getHandle(taskId);
     await expect
       .poll(async () => (await handle.query<TaskState>('state')).waitingForNode, { timeout: 10_000 })
       .toBe(true);
-    expect((await s.clientA.get(`/api/tasks/${taskId}`)).body.task.status).toBe('queued');
+    expect((await suite.s.clientA.get(`/api/tasks/${taskId}`)).body.task.status).toBe('queued');
     await node('late-joiner');
-    const task = await waitForStatus(s.clientA, taskId, ['completed', 'failed']);
+    const task = await waitForStatus(suite.s.clientA, taskId, ['completed', 'failed']);
     expect(task.status).toBe('completed');
   });
 
   it('fails with a reason when no node comes before the queue deadline', async () => {
     const taskId = await submit({ queueTimeoutMs: 1_500 });
-    const task = await waitForStatus(s.clientA, taskId, ['completed', 'failed']);
+    const task = await waitForStatus(suite.s.clientA, taskId, ['completed', 'failed']);
     expect(task.status).toBe('failed');
     expect(task.failureReason).toBe('no node serving the model was available before the queue deadline');
   });
@@ -174,14 +134,14 @@ describe('task lifecycle', () => {
     await node('idem');
     const headers = { 'Idempotency-Key': `key-${Date.now()}` };
     const [a, b] = await Promise.all([
-      s.clientA.post('/api/tasks', { model: MODEL.name, input: { prompt: 'once' } }, headers),
-      s.clientA.post('/api/tasks', { model: MODEL.name, input: { prompt: 'once' } }, headers),
+      suite.s.clientA.post('/api/tasks', { model: MODEL.name, input: { prompt: 'once' } }, headers),
+      suite.s.clientA.post('/api/tasks', { model: MODEL.name, input: { prompt: 'once' } }, headers),
     ]);
     expect(a.status).toBe(202);
     expect(b.status).toBe(202);
     expect(a.body.task.id).toBe(b.body.task.id);
-    await waitForStatus(s.clientA, a.body.task.id, ['completed']);
-    const again = await s.clientA.post(
+    await waitForStatus(suite.s.clientA, a.body.task.id, ['completed']);
+    const again = await suite.s.clientA.post(
       '/api/tasks',
       { model: MODEL.name, input: { prompt: 'once' } },
       headers,
@@ -189,10 +149,10 @@ describe('task lifecycle', () => {
     expect(again.status).toBe(202);
     expect(again.body.task).toMatchObject({ id: a.body.task.id, status: 'completed' });
     const runs = [];
-    for await (const wf of temporal.workflow.list({ query: `WorkflowId = '${a.body.task.id}'` }))
+    for await (const wf of suite.temporal.workflow.list({ query: `WorkflowId = '${a.body.task.id}'` }))
       runs.push(wf);
     expect(runs).toHaveLength(1);
-    const other = await s.clientA.post(
+    const other = await suite.s.clientA.post(
       '/api/tasks',
       { model: MODEL.name, input: { prompt: 'different' } },
       headers,
@@ -206,12 +166,12 @@ describe('task lifecycle', () => {
     const cancelled = new Promise<void>((resolve) => hanging.agent.once('cancelled', () => resolve()));
     const taskId = await submit();
     await new Promise<void>((resolve) => hanging.agent.once('accepted', () => resolve()));
-    await waitForStatus(s.clientA, taskId, ['running']);
-    const r = await s.clientA.post(`/api/tasks/${taskId}/cancel`);
+    await waitForStatus(suite.s.clientA, taskId, ['running']);
+    const r = await suite.s.clientA.post(`/api/tasks/${taskId}/cancel`);
     expect(r.status).toBe(202);
-    const task = await waitForStatus(s.clientA, taskId, ['cancelled']);
+    const task = await waitForStatus(suite.s.clientA, taskId, ['cancelled']);
     expect(task.attemptHistory[0].outcome).toBe('cancelled');
     await cancelled;
-    expect((await s.clientA.post(`/api/tasks/${taskId}/cancel`)).status).toBe(409);
+    expect((await suite.s.clientA.post(`/api/tasks/${taskId}/cancel`)).status).toBe(409);
   });
 });

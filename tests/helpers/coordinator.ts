@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { inject } from 'vitest';
+import { Client, Connection } from '@temporalio/client';
+import { afterAll, afterEach, beforeAll, inject } from 'vitest';
 import { type RunningApi, startApi } from '../../api/api.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
@@ -221,4 +222,51 @@ export function waitForStatus(client: ApiClient, taskId: string, statuses: strin
     timeoutMs,
     `task ${taskId} to be ${statuses.join('|')}`,
   );
+}
+
+export interface CoordinatorSuite {
+  env: TestEnvironment;
+  coordinator: Awaited<ReturnType<typeof startInProcess>>;
+  s: Awaited<ReturnType<typeof seed>>;
+  /** A Temporal client on the run's dev server, to inspect workflows as an operator would. */
+  temporal: Client;
+  /** Register a node and connect a simulated agent for it; stopped after each test. */
+  node(
+    name: string,
+    options?: Partial<NodeAgentOptions>,
+  ): Promise<{ nodeId: string; key: string; agent: NodeAgent }>;
+}
+
+/**
+ * Hooks for a file of end-to-end tests: an in-process coordinator on its own database, seeded
+ * accounts and models, and simulated nodes that are stopped after every test.
+ */
+export function useCoordinator(overrides: Record<string, string> = {}): CoordinatorSuite {
+  const agents: NodeAgent[] = [];
+  let connection: Connection | undefined;
+  const suite = {
+    async node(name: string, options: Partial<NodeAgentOptions> = {}) {
+      const { nodeId, key } = await suite.s.registerNode(name);
+      const agent = await startNode(suite.coordinator.url, key, options);
+      agents.push(agent);
+      return { nodeId, key, agent };
+    },
+  } as CoordinatorSuite;
+
+  beforeAll(async () => {
+    suite.env = await testEnvironment(overrides);
+    suite.coordinator = await startInProcess(suite.env.env);
+    suite.s = await seed(suite.coordinator.url, suite.env.env.ADMIN_API_KEY as string);
+    connection = await Connection.connect({ address: inject('temporalAddress') });
+    suite.temporal = new Client({ connection, namespace: inject('temporalNamespace') });
+  });
+  afterEach(async () => {
+    await Promise.all(agents.splice(0).map((a) => a.stop()));
+  });
+  afterAll(async () => {
+    await suite.coordinator?.close();
+    await connection?.close();
+    await suite.env?.cleanup();
+  });
+  return suite;
 }
