@@ -5,27 +5,12 @@ import type { Logger } from '../lib/logger.js';
 import type { Endpoints } from '../lib/services.js';
 import { connectTemporalClient } from '../lib/temporal/connection.js';
 import { ensureNamespace } from '../lib/temporal/namespace.js';
-import { startTemporalWorker } from '../worker/worker.js';
-import type { BaselineActivities } from './baseline-workflow.js';
-import { historyEvents, type Measurement, measure, progress, spread } from './measure.js';
+import { type RunningWorker, startTemporalWorker } from '../worker/worker.js';
+import type { BaselineActivities, baselineWorkflow } from './baseline-workflow.js';
+import { historyEvents, measure, type PhaseOptions, type PhaseResult, progress, spread } from './measure.js';
 import { runPool } from './stats.js';
 
 const workflowsPath = fileURLToPath(new URL('./baseline-workflow.ts', import.meta.url));
-
-export interface PhaseOptions {
-  tasks: number;
-  concurrency: number;
-  warmup: number;
-  /** How many finished workflows' histories to count events in. */
-  historySample: number;
-}
-
-export interface PhaseResult extends Measurement {
-  eventsPerItem: number;
-  eventsSample: number[];
-  /** Mean events of each type per history. */
-  eventsByType: Record<string, number>;
-}
 
 /**
  * The server's ceiling: `baselineWorkflow` (one no-op activity) on its own task queue and worker, run
@@ -43,13 +28,17 @@ export async function runBaseline(
     config.TEMPORAL_NAMESPACE,
     log,
   );
-  // An external server may not have the namespace yet (the coordinator's worker would register it later).
-  await ensureNamespace(connection, config.TEMPORAL_NAMESPACE, log);
-  const worker = await startTemporalWorker(services, { taskQueue, workflowsPath, activities });
+  let worker: RunningWorker | undefined;
   try {
+    // An external server may lack the namespace (the coordinator's own worker registers it only later).
+    await ensureNamespace(connection, config.TEMPORAL_NAMESPACE, log);
+    worker = await startTemporalWorker(services, { taskQueue, workflowsPath, activities });
     const run = async (id: string) => {
       const started = performance.now();
-      await client.workflow.execute('baselineWorkflow', { taskQueue, workflowId: id });
+      await client.workflow.execute<typeof baselineWorkflow>('baselineWorkflow', {
+        taskQueue,
+        workflowId: id,
+      });
       return performance.now() - started;
     };
     // Unmeasured warm-up: JIT, the worker's workflow cache, connection pools.
@@ -66,7 +55,7 @@ export async function runBaseline(
       eventsByType: events.byType,
     };
   } finally {
+    await worker?.close();
     await connection.close();
-    await worker.close();
   }
 }

@@ -5,8 +5,15 @@ import type { NodeAgent } from '../node-agent/agent.js';
 import { simulatedBackend } from '../node-agent/backends/simulated.js';
 import { MODEL, seed, startInProcess, startNode } from '../tests/helpers/coordinator.js';
 import { isTerminal, type TaskStatus } from '../workflows/task-status.js';
-import type { PhaseOptions, PhaseResult } from './baseline.js';
-import { historyEvents, measure, progress, spread } from './measure.js';
+import {
+  historyEvents,
+  measure,
+  type PhaseOptions,
+  type PhaseResult,
+  progress,
+  round,
+  spread,
+} from './measure.js';
 import { runPool } from './stats.js';
 
 /** How the client learns that a task finished: the coordinator's task events, or polling its REST view. */
@@ -108,8 +115,8 @@ export async function runTaskWorkflows(env: Record<string, string>, opts: TaskPh
       eventsSample: events.sample,
       eventsByType: events.byType,
       observe: opts.observe,
-      requestsPerTask: requests / opts.tasks,
-      attemptsPerTask: attempts / opts.tasks,
+      requestsPerTask: round(requests / opts.tasks, 2),
+      attemptsPerTask: round(attempts / opts.tasks, 2),
       failed,
     } satisfies TaskPhaseResult;
   } finally {

@@ -49,6 +49,21 @@ export async function measure(
   return result;
 }
 
+export interface PhaseOptions {
+  tasks: number;
+  concurrency: number;
+  warmup: number;
+  /** How many finished workflows' histories to count events in. */
+  historySample: number;
+}
+
+export interface PhaseResult extends Measurement {
+  eventsPerItem: number;
+  eventsSample: number[];
+  /** Mean events of each type per history. */
+  eventsByType: Record<string, number>;
+}
+
 export const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 /**

@@ -1,5 +1,5 @@
 /**
- * `npm run demo [-- --tasks N] [-- --timeout SECONDS]`: NeuroGrid end to end, through the documented
+ * `npm run demo -- [--tasks N] [--timeout SECONDS]`: NeuroGrid end to end, through the documented
  * REST API only. Uses the coordinator at `DEMO_API_URL` (default `http://127.0.0.1:$PORT`, PORT 3000)
  * or, when nothing answers its `/api/health`, starts `npm start` (data folder `DATA_DIR`, default
  * `.data`) and stops it at the end. Then: a client and a node owner (new names per run), the demo
@@ -69,7 +69,6 @@ async function main(): Promise<number> {
   );
   const dataDir = path.resolve(process.env.DATA_DIR ?? '.data');
   const runId = randomBytes(3).toString('hex');
-  const started = performance.now();
   console.log(`NeuroGrid demo: ${tasks} tasks on ${NODES.length} simulated nodes (run ${runId})`);
 
   if ((await healthStatus(apiUrl)) === undefined) {
@@ -111,13 +110,14 @@ async function main(): Promise<number> {
   const labels = await connectNodes(call, apiUrl, owner.apiKey, runId);
   console.log(`  nodes        ${NODES.map((n) => `${n.label} (${n.latencyMs.join('–')} ms)`).join(', ')}`);
 
+  const submitted = performance.now();
   const ids = await runPool(tasks, 4, (i) => submitTask(call, client.apiKey, runId, i));
   console.log(
     `  submitted    ${tasks} tasks (${Math.ceil(tasks / 2)} text, ${Math.floor(tasks / 2)} embedding)`,
   );
 
   const views = await watch(call, client.apiKey, ids, timeoutMs);
-  return report(tasks, views, labels, (performance.now() - started) / 1000);
+  return report(tasks, views, labels, (performance.now() - submitted) / 1000);
 }
 
 class UsageError extends DemoError {}
@@ -389,6 +389,7 @@ function progress(statuses: TaskStatus[]): string {
 
 // summary
 
+/** The summary documented at the top of this file; 0 when every task completed, else 1. */
 function report(total: number, seen: Map<string, TaskView>, labels: Map<string, string>, seconds: number) {
   const views = [...seen.values()];
   const by = (s: TaskStatus) => views.filter((v) => v.status === s);
@@ -403,6 +404,8 @@ function report(total: number, seen: Map<string, TaskView>, labels: Map<string, 
   const namespace = process.env.TEMPORAL_NAMESPACE ?? 'neurogrid';
 
   for (const v of failed.slice(0, 5)) console.log(`  failed ${v.id}: ${v.failureReason}`);
+  if (unfinished > 0)
+    console.log(`  timed out with ${unfinished} task(s) unfinished (--timeout to wait longer)`);
   console.log(
     [
       '',

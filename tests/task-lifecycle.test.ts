@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { simulatedBackend } from '../node-agent/backends/simulated.js';
 import type { TaskState } from '../workflows/definitions.js';
 import { EMBEDDING_MODEL, MODEL, useCoordinator, waitForStatus } from './helpers/coordinator.js';
+import { recordHistory } from './helpers/histories.js';
 
 // The task workflow end to end: real Temporal dev server, real database, real Redis when REDIS_URL is
 // set, simulated nodes running the real node agent over the documented WebSocket protocol.
@@ -50,6 +51,7 @@ describe('task lifecycle', () => {
     expect(attrs.TaskClient).toEqual([suite.s.clientAId]);
     const state = await handle.query<TaskState>('state');
     expect(state).toMatchObject({ status: 'completed', ignoredReports: 0 });
+    await recordHistory(suite.temporal, taskId, 'completed');
   });
 
   it('runs an embedding task and verifies one vector per input', async () => {
@@ -62,6 +64,7 @@ describe('task lifecycle', () => {
     const task = await waitForStatus(suite.s.clientA, r.body.task.id, ['completed', 'failed']);
     expect(task.status).toBe('completed');
     expect(task.result.embeddings).toHaveLength(3);
+    await recordHistory(suite.temporal, r.body.task.id, 'embedding');
   });
 
   it('re-assigns when the node never accepts', async () => {
@@ -74,6 +77,7 @@ describe('task lifecycle', () => {
     expect(task.status).toBe('completed');
     expect(task.nodeId).toBe(good.nodeId);
     expect(task.attemptHistory.map((a: { outcome: string }) => a.outcome)).toEqual(['timeout', 'completed']);
+    await recordHistory(suite.temporal, taskId, 'reassigned-after-no-accept');
   });
 
   it('re-assigns when the node accepts and never answers', async () => {
@@ -88,6 +92,7 @@ describe('task lifecycle', () => {
       outcome: 'timeout',
       error: expect.stringContaining('no result'),
     });
+    await recordHistory(suite.temporal, taskId, 'reassigned-after-no-result');
   });
 
   it('fails with a reason after the maximum attempts when every node rejects or fails', async () => {
@@ -109,6 +114,7 @@ describe('task lifecycle', () => {
         timeout: 5_000,
       })
       .toBe('FAILED');
+    await recordHistory(suite.temporal, taskId, 'failed-all-attempts');
   });
 
   it('waits with no node online and completes when one connects', async () => {
@@ -121,6 +127,7 @@ describe('task lifecycle', () => {
     await node('late-joiner');
     const task = await waitForStatus(suite.s.clientA, taskId, ['completed', 'failed']);
     expect(task.status).toBe('completed');
+    await recordHistory(suite.temporal, taskId, 'waited-for-node');
   });
 
   it('fails with a reason when no node comes before the queue deadline', async () => {
@@ -128,6 +135,7 @@ describe('task lifecycle', () => {
     const task = await waitForStatus(suite.s.clientA, taskId, ['completed', 'failed']);
     expect(task.status).toBe('failed');
     expect(task.failureReason).toBe('no node serving the model was available before the queue deadline');
+    await recordHistory(suite.temporal, taskId, 'failed-queue-deadline');
   });
 
   it('joins the same task and workflow for the same Idempotency-Key', async () => {
@@ -173,5 +181,6 @@ describe('task lifecycle', () => {
     expect(task.attemptHistory[0].outcome).toBe('cancelled');
     await cancelled;
     expect((await suite.s.clientA.post(`/api/tasks/${taskId}/cancel`)).status).toBe(409);
+    await recordHistory(suite.temporal, taskId, 'cancelled');
   });
 });
