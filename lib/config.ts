@@ -58,6 +58,11 @@ export const envSchema = z.object({
   /** Requests per minute per remote address, checked before the key so guessing keys is slow too. */
   RATE_LIMIT_IP_PER_MINUTE: z.coerce.number().int().min(1).default(1_200),
 
+  /** Share of a task's price paid to the node, in basis points (8000 = 80 %). */
+  NODE_SHARE_BPS: z.coerce.number().int().min(0).max(10_000).default(8_000),
+  /** Price surcharge per priority level, in basis points (1000 = +10 % per level). */
+  PRIORITY_SURCHARGE_BPS: z.coerce.number().int().min(0).max(10_000).default(1_000),
+
   TASK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3),
   TASK_ACCEPT_TIMEOUT_MS: ms.default(10_000),
   TASK_RESULT_TIMEOUT_MS: ms.default(120_000),
