@@ -230,13 +230,19 @@ export function attachNodeSockets(server: Server, deps: Deps): NodeSocketServer 
     if (!(await ownsAttempt(session, frame.attemptId, frame.type))) return false;
     const { taskId, attemptNo } = parseAttemptId(frame.attemptId);
     const where = { taskId, attemptNo, nodeId: session.nodeId };
+    const current = () =>
+      prisma.taskAttempt.findUnique({
+        where: { taskId_attemptNo: { taskId, attemptNo } },
+        select: { outcome: true, outputHash: true },
+      });
     let signal: NodeReport;
     if (frame.type === 'accept') {
       const { count } = await prisma.taskAttempt.updateMany({
         where: { ...where, outcome: 'pending' },
         data: { outcome: 'accepted', acceptedAt: new Date() },
       });
-      if (count === 0) return closed(session, frame);
+      // A repeated accept (e.g. after a re-sent assign) is acknowledged again, not refused.
+      if (count === 0 && (await current())?.outcome !== 'accepted') return closed(session, frame);
       signal = { attemptNo, nodeId: session.nodeId, kind: 'accepted' };
     } else if (frame.type === 'result') {
       const outputJson = JSON.stringify(frame.output ?? null);
@@ -245,19 +251,25 @@ export function attachNodeSockets(server: Server, deps: Deps): NodeSocketServer 
         where: { ...where, outcome: { in: [...OPEN_OUTCOMES] }, outputHash: null },
         data: { output: JSON.parse(outputJson), outputHash, ...(frame.usage ? { usage: frame.usage } : {}) },
       });
-      if (count === 0) return closed(session, frame);
+      if (count === 0) {
+        // The same result re-sent (its first signal may have failed) is signalled again: the workflow
+        // takes it once. A different result for the same attempt, or one for a closed attempt, is refused.
+        const stored = await current();
+        const resend = stored?.outputHash === outputHash && OPEN_OUTCOMES.includes(stored.outcome);
+        if (!resend) return closed(session, frame);
+      }
       signal = { attemptNo, nodeId: session.nodeId, kind: 'result', outputHash };
     } else {
-      const open = await prisma.taskAttempt.count({
-        where: { ...where, outcome: { in: [...OPEN_OUTCOMES] } },
-      });
-      if (open === 0) return closed(session, frame);
-      const kind = frame.type === 'reject' ? 'rejected' : 'error';
+      const attempt = await current();
+      if (!attempt || !OPEN_OUTCOMES.includes(attempt.outcome)) return closed(session, frame);
+      // Rejecting after accepting is giving up on the attempt: the workflow treats it as an error.
+      const kind = frame.type === 'reject' && attempt.outcome === 'pending' ? 'rejected' : 'error';
+      const reason = frame.type === 'reject' ? frame.reason : frame.message;
       signal = {
         attemptNo,
         nodeId: session.nodeId,
         kind,
-        reason: frame.type === 'reject' ? frame.reason : frame.message,
+        reason: kind === 'error' && frame.type === 'reject' ? `rejected after accepting: ${reason}` : reason,
       };
     }
     try {
