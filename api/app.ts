@@ -14,6 +14,7 @@ import { modelRoutes } from './models/index.js';
 import { nodeRoutes } from './nodes/index.js';
 import { statsRoutes } from './stats/index.js';
 import { taskRoutes } from './tasks/index.js';
+import { tokenRoutes } from './tokens/index.js';
 
 /** What the routes need: the process's shared services plus this app's metrics. */
 export interface AppDeps
@@ -52,6 +53,7 @@ export function createApp(deps: AppDeps) {
   app.route('/api/nodes', nodeRoutes(deps));
   app.route('/api', statsRoutes(deps));
   app.route('/api/tasks', taskRoutes(deps));
+  app.route('/api/tokens', tokenRoutes(deps));
   return app;
 }
 

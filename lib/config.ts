@@ -73,6 +73,13 @@ export const envSchema = z.object({
   NODE_PRESENCE_TTL_MS: ms.default(15_000),
   NODE_HELLO_TIMEOUT_MS: ms.default(10_000),
   METRICS_SAMPLE_INTERVAL_MS: ms.default(10_000),
+
+  /** The smallest withdrawal a node may request, in minor units. */
+  WITHDRAWAL_MIN_AMOUNT: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).default(100),
+  /** How withdrawals are paid: `local` only logs them (development); `webhook` calls a payout provider. */
+  PAYOUT_ADAPTER: z.enum(['local', 'webhook']).default('local'),
+  PAYOUT_WEBHOOK_URL: optional(urlWithScheme(['http', 'https'])),
+  PAYOUT_WEBHOOK_SECRET: optional(z.string().min(32, 'must be at least 32 characters')),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -119,6 +126,12 @@ export function loadConfig(
       if (!env[name] && !required.includes(name as RequiredService)) {
         problems.push(`${name}: required when NODE_ENV=production`);
       }
+    }
+  }
+  if (parsed.success && parsed.data.PAYOUT_ADAPTER === 'webhook') {
+    // Checked here, not at the first withdrawal: a payout adapter that cannot sign must not start.
+    for (const name of ['PAYOUT_WEBHOOK_URL', 'PAYOUT_WEBHOOK_SECRET'] as const) {
+      if (!parsed.data[name]) problems.push(`${name}: required when PAYOUT_ADAPTER=webhook`);
     }
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);

@@ -8,13 +8,18 @@
  * submitted with Idempotency-Keys, live progress, and this summary (format kept stable for the README):
  *
  * ```
- * Demo summary (20 tasks, 3 nodes, 4.8 s)
+ * Demo summary (20 tasks, 3 nodes, 3.5 s)
  *   tasks        completed 20/20 · failed 0 · cancelled 0 · unfinished 0
  *   attempts     20
- *   latency      p50 212 ms · p99 2417 ms (submit → completed, coordinator clock)
- *   per node     fast-1 8 · fast-2 8 · slow 4
+ *   latency      p50 2557 ms · p99 3030 ms (submit → completed, coordinator clock)
+ *   per node     fast-1 4 · fast-2 9 · slow 7
  *   Temporal UI  http://127.0.0.1:8233/namespaces/neurogrid/workflows
  * ```
+ *
+ * The seconds run from the first submit to the last task finished; `attempts` is the sum of the tasks'
+ * `attempts`; latency is `completedAt − createdAt` of the completed tasks as the coordinator recorded
+ * them (no polling delay in it); `per node` counts completed tasks. `unfinished`: still running at
+ * `--timeout`. Before the summary, one line per failed task (up to 5) gives its failure reason.
  *
  * Exit code 0 only when every task completed; 1 otherwise or on any error (with its reason); 2 for a
  * bad command line. The admin key is `ADMIN_API_KEY` or the dev key saved in `<DATA_DIR>/admin-api-key`.
@@ -71,21 +76,43 @@ async function main(): Promise<number> {
   const runId = randomBytes(3).toString('hex');
   console.log(`NeuroGrid demo: ${tasks} tasks on ${NODES.length} simulated nodes (run ${runId})`);
 
-  if ((await healthStatus(apiUrl)) === undefined) {
-    const coordinator = await startCoordinator(apiUrl, dataDir);
-    cleanups.push(coordinator.stop);
-    console.log(`  coordinator  ${apiUrl} (started by the demo; data folder ${dataDir})`);
-  } else {
+  await ensureCoordinator(apiUrl, dataDir);
+  const call = restClient(apiUrl);
+  const { clientKey, ownerKey } = await setUpAccounts(call, dataDir, runId);
+  const labels = await connectNodes(call, apiUrl, ownerKey, runId);
+  console.log(`  nodes        ${NODES.map((n) => `${n.label} (${n.latencyMs.join('–')} ms)`).join(', ')}`);
+
+  const submitted = performance.now();
+  const ids = await runPool(tasks, 4, (i) => submitTask(call, clientKey, runId, i));
+  console.log(
+    `  submitted    ${tasks} tasks (${Math.ceil(tasks / 2)} text, ${Math.floor(tasks / 2)} embedding)`,
+  );
+  const views = await watch(call, clientKey, ids, timeoutMs);
+  return report(tasks, views, labels, (performance.now() - submitted) / 1000);
+}
+
+/** Use the coordinator answering at `apiUrl`, or start one (locally) that {@link finish} stops. */
+async function ensureCoordinator(apiUrl: string, dataDir: string): Promise<void> {
+  if ((await healthStatus(apiUrl)) !== undefined) {
     await waitHealthy(apiUrl, 30_000);
     console.log(`  coordinator  ${apiUrl} (already running)`);
+    return;
   }
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(new URL(apiUrl).hostname)) {
+    throw new DemoError(
+      `nothing answers at ${apiUrl}/api/health (the demo starts a coordinator only locally)`,
+    );
+  }
+  const coordinator = await startCoordinator(apiUrl, dataDir);
+  cleanups.push(coordinator.stop);
+  console.log(`  coordinator  ${apiUrl} (started by the demo; data folder ${dataDir})`);
+}
 
-  const call = restClient(apiUrl);
+/** As the admin: this run's client and node owner, and the demo models unless they exist. */
+async function setUpAccounts(call: Call, dataDir: string, runId: string) {
   const adminKey = process.env.ADMIN_API_KEY || (await readDevAdminKey(dataDir));
   if (!adminKey) {
-    throw new DemoError(
-      `no admin key: set ADMIN_API_KEY, or DATA_DIR to the data folder of the coordinator at ${apiUrl}`,
-    );
+    throw new DemoError(`no admin key: set ADMIN_API_KEY, or DATA_DIR to the coordinator's data folder`);
   }
   const client = await call<{ apiKey: string }>('create the client', adminKey, 'POST /api/admin/clients', {
     body: { name: `demo-client-${runId}` },
@@ -106,18 +133,7 @@ async function main(): Promise<number> {
     });
   }
   console.log(`  models       ${TEXT_MODEL.name}:1 (text_generation), ${EMBED_MODEL.name}:1 (embedding)`);
-
-  const labels = await connectNodes(call, apiUrl, owner.apiKey, runId);
-  console.log(`  nodes        ${NODES.map((n) => `${n.label} (${n.latencyMs.join('–')} ms)`).join(', ')}`);
-
-  const submitted = performance.now();
-  const ids = await runPool(tasks, 4, (i) => submitTask(call, client.apiKey, runId, i));
-  console.log(
-    `  submitted    ${tasks} tasks (${Math.ceil(tasks / 2)} text, ${Math.floor(tasks / 2)} embedding)`,
-  );
-
-  const views = await watch(call, client.apiKey, ids, timeoutMs);
-  return report(tasks, views, labels, (performance.now() - submitted) / 1000);
+  return { clientKey: client.apiKey, ownerKey: owner.apiKey };
 }
 
 class UsageError extends DemoError {}

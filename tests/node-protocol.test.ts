@@ -115,6 +115,23 @@ describe('node protocol', () => {
     expect(after.attemptHistory.map((a: { outcome: string }) => a.outcome)).toEqual(['timeout', 'completed']);
   });
 
+  it('acks a repeated accept, and treats a reject after accepting as an error that moves the task on', async () => {
+    const fickle = await node('fickle', { behaviour: { afterAccept: 'hang' } });
+    const taskId = await submit();
+    await new Promise<void>((resolve) => fickle.agent.once('accepted', () => resolve()));
+    await waitForStatus(suite.s.clientA, taskId, ['running']);
+    fickle.agent.sendFrame({ v: 1, type: 'accept', attemptId: `${taskId}:1` });
+    fickle.agent.sendFrame({ v: 1, type: 'reject', attemptId: `${taskId}:1`, reason: 'changed my mind' });
+    const rescuer = await node('rescuer-2');
+    const task = await waitForStatus(suite.s.clientA, taskId, ['completed', 'failed']);
+    expect(task).toMatchObject({ status: 'completed', nodeId: rescuer.nodeId });
+    expect(task.attemptHistory[0]).toMatchObject({
+      outcome: 'error',
+      error: 'rejected after accepting: changed my mind',
+    });
+    expect(fickle.errors).toEqual([]);
+  });
+
   it('closes a connection without a valid node key with 4401', async () => {
     const url = `${suite.coordinator.url.replace('http', 'ws')}${NODE_SOCKET_PATH}`;
     const closeOf = (ws: WebSocket) =>

@@ -1,6 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NodeStatus, type PrismaClient } from '../generated/prisma/client.js';
+import {
+  LedgerAccountKind,
+  LedgerTransactionType,
+  NodeStatus,
+  type PrismaClient,
+} from '../generated/prisma/client.js';
 import { createPrisma, pingDatabase } from '../lib/db/client.js';
+import { ACCOUNT_KINDS, TRANSACTION_TYPES } from '../lib/ledger/types.js';
 import { createTestDatabase, type TestDatabase, testBackends } from './helpers/database.js';
 
 /**
@@ -251,6 +258,119 @@ describe.each(testBackends)('Prisma schema on a migrated %s database', (backend)
         input: {},
         deadlineAt: new Date(),
       };
+    }
+  });
+
+  it('creates and reads the ledger models, with every kind and type', async () => {
+    expect(Object.values(LedgerAccountKind)).toEqual([...ACCOUNT_KINDS]);
+    expect(Object.values(LedgerTransactionType)).toEqual([...TRANSACTION_TYPES]);
+    const ownerId = randomUUID();
+    const accounts = await Promise.all(
+      ACCOUNT_KINDS.map((kind) => {
+        const system = kind.startsWith('platform') || kind.startsWith('external');
+        const owner = system ? { ownerKey: '-' } : { ownerId, ownerKey: ownerId };
+        return prisma.ledgerAccount.upsert({
+          where: { kind_ownerKey: { kind, ownerKey: owner.ownerKey } },
+          create: { kind, ...owner },
+          update: {},
+        });
+      }),
+    );
+    const [client, , , , , topups] = accounts;
+    const original = await prisma.ledgerTransaction.create({
+      data: {
+        idempotencyKey: `schema:${randomUUID()}`,
+        type: 'topup',
+        postings: {
+          create: [
+            {
+              accountId: client?.id as string,
+              amount: 9_007_199_254_740_993n,
+              balanceAfter: 9_007_199_254_740_993n,
+            },
+            { accountId: topups?.id as string, amount: -9_007_199_254_740_993n, balanceAfter: -1n },
+          ],
+        },
+      },
+    });
+    for (const type of TRANSACTION_TYPES) {
+      await prisma.ledgerTransaction.create({
+        data: {
+          idempotencyKey: `schema:${randomUUID()}`,
+          type,
+          reference: `ref-${type}`,
+          metadata: { type },
+          ...(type === 'reversal' ? { reversesId: original.id } : {}),
+        },
+      });
+    }
+
+    const read = await prisma.ledgerTransaction.findUniqueOrThrow({
+      where: { id: original.id },
+      include: { postings: { include: { account: true }, orderBy: { id: 'asc' } }, reversedBy: true },
+    });
+    expect(read).toMatchObject({
+      type: 'topup',
+      reference: null,
+      metadata: {},
+      reversesId: null,
+      reversedBy: { type: 'reversal', reference: 'ref-reversal', metadata: { type: 'reversal' } },
+      postings: [
+        {
+          amount: 9_007_199_254_740_993n,
+          account: { kind: 'client', ownerId, ownerKey: ownerId, balance: 0n },
+        },
+        {
+          amount: -9_007_199_254_740_993n,
+          balanceAfter: -1n,
+          account: { kind: 'external_topups', ownerId: null },
+        },
+      ],
+    });
+    expect(read.createdAt).toBeInstanceOf(Date);
+    expect(read.postings[0]?.id).toBeTypeOf('bigint');
+    expect(read.postings[0]?.createdAt).toBeInstanceOf(Date);
+    expect(client?.id).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('raises P2002 on the ledger unique constraints, system accounts included', async () => {
+    const ownerId = randomUUID();
+    await prisma.ledgerAccount.create({ data: { kind: 'node', ownerId, ownerKey: ownerId } });
+    await prisma.ledgerAccount.upsert({
+      where: { kind_ownerKey: { kind: 'platform_fees', ownerKey: '-' } },
+      create: { kind: 'platform_fees', ownerKey: '-' },
+      update: {},
+    });
+    const original = await prisma.ledgerTransaction.create({
+      data: { idempotencyKey: `dup:${ownerId}`, type: 'hold' },
+    });
+    await prisma.ledgerTransaction.create({
+      data: { idempotencyKey: `rev:${ownerId}`, type: 'reversal', reversesId: original.id },
+    });
+
+    const duplicates: Array<[string, () => Promise<unknown>]> = [
+      [
+        'owned account',
+        () => prisma.ledgerAccount.create({ data: { kind: 'node', ownerId, ownerKey: ownerId } }),
+      ],
+      [
+        'system account',
+        () => prisma.ledgerAccount.create({ data: { kind: 'platform_fees', ownerKey: '-' } }),
+      ],
+      [
+        'idempotency key',
+        () => prisma.ledgerTransaction.create({ data: { idempotencyKey: `dup:${ownerId}`, type: 'hold' } }),
+      ],
+      [
+        'second reversal',
+        () =>
+          prisma.ledgerTransaction.create({
+            data: { idempotencyKey: `rev2:${ownerId}`, type: 'reversal', reversesId: original.id },
+          }),
+      ],
+    ];
+    for (const [what, create] of duplicates) {
+      await expect(create(), what).rejects.toMatchObject({ code: 'P2002' });
     }
   });
 });

@@ -25,9 +25,27 @@ export const HOST_DELIVERY: ActivityOptions = {
   },
 };
 
-/** Failure types the task workflow and its activities raise. */
+/**
+ * Paying a withdrawal out. A provider outage is retried for as long as it lasts: the idempotency key
+ * makes every retry the same payout, and giving up could not tell a payout that was made from one that
+ * was not. Only the provider's refusal (`PayoutRejected`) ends it, and the withdrawal is reversed.
+ */
+export const PAYOUT: ActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '5 minutes',
+    nonRetryableErrorTypes: ['PayoutRejected'],
+  },
+};
+
+/** Failure types the workflows and their activities raise. */
 export const FailureType = {
   NodeNotConnected: 'NodeNotConnected',
   TaskFailed: 'TaskFailed',
   TaskNotFound: 'TaskNotFound',
+  PayoutRejected: 'PayoutRejected',
+  WithdrawalFailed: 'WithdrawalFailed',
+  WithdrawalNotFound: 'WithdrawalNotFound',
 } as const;

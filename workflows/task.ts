@@ -3,6 +3,7 @@ import {
   CancellationScope,
   condition,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -22,10 +23,13 @@ import {
   type TaskWorkflowInput,
 } from './definitions.js';
 import { DATABASE_ACTIVITY, FailureType, HOST_DELIVERY } from './policies.js';
-import { TaskNodeKey, TaskStatusKey } from './search-attributes.js';
+import { TaskNodeKey, TaskSettlementKey, TaskStatusKey } from './search-attributes.js';
 import type { AttemptOutcome, TaskStatus } from './task-status.js';
 
 const db = proxyActivities<Activities>(DATABASE_ACTIVITY);
+
+/** Tasks started before token settlement existed replay without it (their histories have no marker). */
+export const LEDGER_PATCH = 'ledger-settlement-v1';
 
 interface CurrentAttempt extends AttemptState {
   hostId: string;
@@ -79,6 +83,13 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
     a.reason = reason;
     state.attempts[a.no - 1] = { no: a.no, nodeId: a.nodeId, outcome, ...(reason ? { reason } : {}) };
     await db.finishAttempt({ taskId, attemptNo: a.no, outcome, ...(reason ? { error: reason } : {}) });
+  };
+
+  /** Give the whole hold back (failed or cancelled); shares its key with capture, so it runs once. */
+  const release = async () => {
+    if (!patched(LEDGER_PATCH)) return;
+    await db.releaseTask({ taskId });
+    upsertSearchAttributes([{ key: TaskSettlementKey, value: 'released' }]);
   };
 
   const host = (hostId: string) =>
@@ -139,6 +150,7 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
             .catch(() => undefined); // the node's deadline covers a host that is gone
           await closeAttempt('cancelled', 'cancelled by client');
         }
+        await release();
         await db.finishTask({ taskId, status: 'cancelled', reason: 'cancelled by client' });
         state.status = 'cancelled';
         upsertSearchAttributes([{ key: TaskStatusKey, value: 'cancelled' }]);
@@ -198,7 +210,10 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
       return 'invalid';
     }
     await closeAttempt('completed');
-    // Token settlement (capture the hold: reward, fee, release) belongs here, before completion.
+    if (patched(LEDGER_PATCH)) {
+      await db.settleTask({ taskId, attemptNo: a.no });
+      upsertSearchAttributes([{ key: TaskSettlementKey, value: 'captured' }]);
+    }
     await db.completeTask({ taskId, attemptNo: a.no, verdict: verdict.verdict });
     state.status = 'completed';
     upsertSearchAttributes([{ key: TaskStatusKey, value: 'completed' }]);
@@ -215,6 +230,7 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
   }
 
   async function fail(reason: string): Promise<never> {
+    await release();
     await db.finishTask({ taskId, status: 'failed', reason });
     state.status = 'failed';
     upsertSearchAttributes([{ key: TaskStatusKey, value: 'failed' }]);

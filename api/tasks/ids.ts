@@ -27,5 +27,5 @@ function canonicalJson(value: unknown): string {
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
-  return JSON.stringify(value);
+  return typeof value === 'bigint' ? `"${value}n"` : JSON.stringify(value);
 }

@@ -1,6 +1,10 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import { Hono } from 'hono';
+import { holdKey, settlementKey } from '../../activities/settlement.js';
 import { Prisma } from '../../generated/prisma/client.js';
+import { createLedger } from '../../lib/ledger/ledger.js';
+import { InsufficientFundsError } from '../../lib/ledger/types.js';
+import { holdAmount } from '../../lib/pricing.js';
 import { TASK_TYPE_SCHEMAS } from '../../protocol/task-types.js';
 import type { TaskWorkflowInput } from '../../workflows/definitions.js';
 import { TaskClientKey, TaskModelKey, TaskStatusKey } from '../../workflows/search-attributes.js';
@@ -34,6 +38,26 @@ type Deps = Pick<AppDeps, 'prisma' | 'config' | 'log' | 'store' | 'temporal'>;
  */
 export function taskRoutes(deps: Deps) {
   const { prisma, config, temporal } = deps;
+  const ledger = createLedger(prisma);
+
+  async function abandon(task: TaskRow) {
+    await prisma.task.deleteMany({ where: { id: task.id, status: 'queued' } }).catch(() => undefined);
+    if (!task.holdAmount || task.holdAmount <= 0n) return;
+    await ledger
+      .post({
+        idempotencyKey: settlementKey(task.id),
+        type: 'release',
+        reference: task.id,
+        legs: [
+          {
+            from: { kind: 'client_hold', ownerId: task.clientId },
+            to: { kind: 'client', ownerId: task.clientId },
+            amount: task.holdAmount,
+          },
+        ],
+      })
+      .catch((err) => deps.log.error({ err, taskId: task.id }, 'could not release an abandoned hold'));
+  }
 
   /** The caller's task, or 404 (also for another client's task: ids must not leak). */
   async function findOwnTask(principal: Principal, id: string): Promise<TaskRow> {
@@ -91,31 +115,73 @@ export function taskRoutes(deps: Deps) {
         throw new ApiError(400, 'validation_failed', 'Idempotency-Key: must be 1-128 of A-Z a-z 0-9 _ . : -');
       }
       const body = c.req.valid('json');
-      const model = await admissibleModel(body);
       const id = taskIdFor(principal.clientId, key);
-      const hash = requestHash({ ...body, version: model.version });
+      const hash = requestHash(body);
 
-      let task: TaskRow;
-      try {
-        task = await prisma.task.create({
-          data: {
-            id,
-            clientId: principal.clientId,
-            modelId: model.id,
-            idempotencyKey: key ?? null,
-            requestHash: hash,
-            input: body.input as Prisma.InputJsonValue,
-            params: body.params as Prisma.InputJsonValue,
+      // A retried request joins its task before anything else is judged (the model may have changed since).
+      let task = key ? await prisma.task.findUnique({ where: { id }, include: taskInclude }) : null;
+      if (!task) {
+        const { model, inputBytes, maxOutputTokens } = await admissibleModel(body);
+        const hold = holdAmount(
+          model,
+          {
+            inputBytes,
+            maxOutputTokens,
             priority: body.priority,
-            deadlineAt: new Date(Date.now() + (body.queueTimeoutMs ?? config.TASK_QUEUE_TIMEOUT_MS)),
+            ...(body.maxPrice === undefined ? {} : { maxPrice: body.maxPrice }),
           },
-          include: taskInclude,
-        });
-      } catch (err) {
-        if (!(err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002')) throw err;
-        task = await prisma.task.findUniqueOrThrow({ where: { id }, include: taskInclude });
-        if (task.requestHash !== hash) {
-          throw new ApiError(409, 'conflict', 'Idempotency-Key was already used for a different request');
+          { prioritySurchargeBps: config.PRIORITY_SURCHARGE_BPS, nodeShareBps: config.NODE_SHARE_BPS },
+        );
+        try {
+          task = await prisma.task.create({
+            data: {
+              id,
+              clientId: principal.clientId,
+              modelId: model.id,
+              idempotencyKey: key ?? null,
+              requestHash: hash,
+              input: body.input as Prisma.InputJsonValue,
+              params: body.params as Prisma.InputJsonValue,
+              priority: body.priority,
+              holdAmount: hold,
+              nodeShareBps: config.NODE_SHARE_BPS,
+              deadlineAt: new Date(Date.now() + (body.queueTimeoutMs ?? config.TASK_QUEUE_TIMEOUT_MS)),
+            },
+            include: taskInclude,
+          });
+        } catch (err) {
+          if (!(err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002')) throw err;
+          task = await prisma.task.findUniqueOrThrow({ where: { id }, include: taskInclude });
+        }
+      }
+      if (task.requestHash !== hash) {
+        throw new ApiError(409, 'conflict', 'Idempotency-Key was already used for a different request');
+      }
+
+      // Hold the price cap before the workflow exists; idempotent, so a retry never holds twice.
+      if (task.holdAmount && task.holdAmount > 0n) {
+        try {
+          await ledger.post({
+            idempotencyKey: holdKey(task.id),
+            type: 'hold',
+            reference: task.id,
+            legs: [
+              {
+                from: { kind: 'client', ownerId: task.clientId },
+                to: { kind: 'client_hold', ownerId: task.clientId },
+                amount: task.holdAmount,
+              },
+            ],
+          });
+        } catch (err) {
+          if (!(err instanceof InsufficientFundsError)) throw err;
+          // No hold, so no workflow was ever started for this row: nothing else refers to it.
+          await prisma.task.deleteMany({ where: { id: task.id, status: 'queued' } });
+          throw new ApiError(
+            402,
+            'payment_required',
+            `insufficient balance: this task holds up to ${task.holdAmount} tokens and ${err.available} are available`,
+          );
         }
       }
 
@@ -123,8 +189,8 @@ export function taskRoutes(deps: Deps) {
         await startWorkflow(task);
       } catch (err) {
         deps.log.error({ err, taskId: id }, 'could not start the task workflow');
-        // Without a key the client cannot retry into this row: remove it, so nothing half-made stays.
-        if (!key) await prisma.task.delete({ where: { id } }).catch(() => undefined);
+        // Without a key the client cannot retry into this row: remove it and give the hold back.
+        if (!key) await abandon(task);
         throw new ApiError(
           503,
           'unavailable',
@@ -254,6 +320,6 @@ export function taskRoutes(deps: Deps) {
         `input is ${bytes} bytes; ${model.name}:${model.version} accepts at most ${model.maxInputBytes}`,
       );
     }
-    return model;
+    return { model, inputBytes: bytes, maxOutputTokens: maxTokens ?? model.maxOutputTokens };
   }
 }

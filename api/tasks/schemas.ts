@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { amount } from '../../lib/ledger/money.js';
 import { TASK_STATUSES } from '../../workflows/task-status.js';
 
 /** `POST /api/tasks`. Input and params are checked against the model's task type afterwards. */
@@ -9,7 +10,9 @@ export const createTaskBody = z
     version: z.string().min(1).max(64).optional(),
     input: z.unknown().refine((v) => v !== undefined, 'Required'),
     params: z.record(z.string(), z.unknown()).default({}),
-    /** 0 (default) … 9; higher runs first when nodes are scarce. */
+    /** The most the client will pay, in minor units; the hold is the lower of this and the worst case. */
+    maxPrice: amount.optional(),
+    /** 0 (default) … 9; each level adds PRIORITY_SURCHARGE_BPS to the price. */
     priority: z.number().int().min(0).max(9).default(0),
     /** How long the task may wait for a node, in ms (default TASK_QUEUE_TIMEOUT_MS, at most 24 h). */
     queueTimeoutMs: z

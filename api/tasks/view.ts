@@ -17,6 +17,13 @@ export function toTaskView(task: TaskRow, { brief = false } = {}) {
     attempts: task.attempts,
     nodeId: task.nodeId,
     failureReason: task.failureReason,
+    /** Tokens (minor units, decimal strings): held at admission; paid, earned and kept once settled. */
+    tokens: {
+      held: task.holdAmount?.toString() ?? '0',
+      price: task.price?.toString() ?? null,
+      reward: task.reward?.toString() ?? null,
+      fee: task.fee?.toString() ?? null,
+    },
     idempotencyKey: task.idempotencyKey,
     deadlineAt: task.deadlineAt,
     createdAt: task.createdAt,

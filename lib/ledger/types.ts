@@ -84,3 +84,108 @@ export class InsufficientFundsError extends Error {
     this.name = 'InsufficientFundsError';
   }
 }
+
+/** A request the ledger refuses as malformed (bad amount or account, unknown cursor, …). Nothing is posted. */
+export class LedgerInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LedgerInputError';
+  }
+}
+
+/**
+ * `reverse()` refused: the transaction does not exist, is itself a reversal (post the original again
+ * instead), or was already reversed under another idempotency key. Nothing is posted.
+ */
+export class ReversalRefusedError extends Error {
+  constructor(
+    readonly transactionId: string,
+    readonly reason: 'not_found' | 'is_reversal' | 'already_reversed',
+  ) {
+    super(`cannot reverse transaction ${transactionId}: ${reason.replace('_', ' ')}`);
+    this.name = 'ReversalRefusedError';
+  }
+}
+
+export interface HistoryQuery {
+  /** Only these transaction types (default: all). */
+  types?: TransactionType[];
+  /** Inclusive lower bound on the transaction's time. */
+  since?: Date;
+  /** Exclusive upper bound on the transaction's time. */
+  until?: Date;
+  /** Page size, 1–500. */
+  limit: number;
+  /** `nextCursor` of the previous page (opaque). */
+  cursor?: string;
+}
+
+/**
+ * One transaction as the owner of an account pair sees it. For client/node owners `amount` is the change
+ * of the available account (client / node) and `heldAmount` that of its pair (client_hold /
+ * node_pending); a system account has `heldAmount` 0.
+ */
+export interface HistoryEntry {
+  transactionId: string;
+  type: TransactionType;
+  reference: string | null;
+  amount: bigint;
+  heldAmount: bigint;
+  /** The available account's balance right after this transaction; absent when it did not touch it. */
+  balanceAfter?: bigint;
+  createdAt: Date;
+  metadata: Record<string, unknown>;
+}
+
+/** Newest first; `nextCursor` is null on the last page. */
+export interface HistoryPage {
+  entries: HistoryEntry[];
+  nextCursor: string | null;
+}
+
+/** A posted transaction with its postings (each a signed change of one account). */
+export interface LedgerTransactionRecord {
+  id: string;
+  idempotencyKey: string;
+  type: TransactionType;
+  reference: string | null;
+  metadata: Record<string, unknown>;
+  /** The transaction a reversal undoes. */
+  reversesId: string | null;
+  createdAt: Date;
+  postings: Array<{ account: AccountRef; amount: bigint; balanceAfter: bigint }>;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  /** One line per broken invariant (empty when ok). */
+  problems: string[];
+}
+
+/** The ledger API (`createLedger(prisma)` in ./ledger.ts). */
+export interface Ledger {
+  /**
+   * Post `input` atomically, once per idempotency key. Idempotent: a replayed key returns the first
+   * transaction with `created: false` and moves nothing.
+   * @throws {InsufficientFundsError} when a non-negative account would go below zero (nothing posted).
+   * @throws {LedgerInputError} for malformed input.
+   */
+  post(input: PostInput): Promise<PostResult>;
+  /** Available and held funds of an owner (client/node) or a system account; unknown accounts are 0. */
+  balance(ref: AccountRef): Promise<Balance>;
+  /** Transactions touching the account pair of `ref`'s owner (or the system account), newest first. */
+  history(ref: AccountRef, query: HistoryQuery): Promise<HistoryPage>;
+  /**
+   * Post a `reversal` that negates every posting of `transactionId` (idempotent by key).
+   * @throws {ReversalRefusedError} @throws {InsufficientFundsError}
+   */
+  reverse(
+    transactionId: string,
+    idempotencyKey: string,
+    metadata?: Record<string, unknown>,
+  ): Promise<PostResult>;
+  /** Check every invariant against the stored postings (a full scan: for audits and tests, not hot paths). */
+  verify(): Promise<VerifyResult>;
+  /** The transaction posted under `idempotencyKey`, or null. */
+  findTransaction(idempotencyKey: string): Promise<LedgerTransactionRecord | null>;
+}

@@ -117,6 +117,15 @@ export async function seed(baseUrl: string, adminKey: string) {
     }
   }
   const [a, b, owner] = created;
+  // Every client starts with tokens to spend (tasks hold their price cap at admission).
+  for (const c of [a, b]) {
+    const topup = await admin.post(
+      '/api/tokens/topup',
+      { clientId: c?.body.client.id, amount: '1000000', note: 'test funds' },
+      { 'Idempotency-Key': `seed-${c?.body.client.id}` },
+    );
+    if (topup.status !== 201) throw new Error(`top-up failed: ${topup.status} ${JSON.stringify(topup.body)}`);
+  }
   const clientA = apiClient(baseUrl, a?.body.apiKey);
   const clientB = apiClient(baseUrl, b?.body.apiKey);
   const ownerApi = apiClient(baseUrl, owner?.body.apiKey);
@@ -131,7 +140,15 @@ export async function seed(baseUrl: string, adminKey: string) {
     if (r.status !== 201) throw new Error(`register failed: ${r.status} ${JSON.stringify(r.body)}`);
     return { nodeId: r.body.node.id as string, key: r.body.nodeKey as string };
   }
-  return { admin, clientA, clientB, ownerApi, clientAId: a?.body.client.id as string, registerNode };
+  return {
+    admin,
+    clientA,
+    clientB,
+    ownerApi,
+    clientAId: a?.body.client.id as string,
+    clientBId: b?.body.client.id as string,
+    registerNode,
+  };
 }
 
 /** A simulated node running the real node agent against the coordinator. */
