@@ -54,6 +54,21 @@ describe('task lifecycle', () => {
     await recordHistory(suite.temporal, taskId, 'completed');
   });
 
+  it('spreads a burst over the nodes within their capacity, with no rejections', async () => {
+    const nodes = await Promise.all(
+      ['burst-1', 'burst-2', 'burst-3'].map((n) =>
+        node(n, { capacity: 2, behaviour: { afterAccept: 'hang' } }),
+      ),
+    );
+    const assigned = new Map(nodes.map((n) => [n.nodeId, 0]));
+    for (const n of nodes)
+      n.agent.on('assigned', () => assigned.set(n.nodeId, (assigned.get(n.nodeId) ?? 0) + 1));
+    await Promise.all([1, 2, 3, 4, 5, 6].map(() => submit()));
+    await expect.poll(() => [...assigned.values()].reduce((a, b) => a + b, 0), { timeout: 15_000 }).toBe(6);
+    expect([...assigned.values()]).toEqual([2, 2, 2]);
+    expect(nodes.map((n) => n.agent.stats.rejected)).toEqual([0, 0, 0]);
+  });
+
   it('runs an embedding task and verifies one vector per input', async () => {
     await node('embed-1');
     const r = await suite.s.clientA.post('/api/tasks', {

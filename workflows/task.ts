@@ -101,7 +101,12 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
   // business logic
   try {
     while (true) {
-      const node = await db.selectNode({ model: input.model, exclude: [...tried] });
+      const node = await db.selectNode({
+        model: input.model,
+        exclude: [...tried],
+        taskId,
+        attemptNo: state.attempts.length + 1,
+      });
       if (!node) {
         if (Date.now() >= input.queueDeadline) {
           return await fail(
