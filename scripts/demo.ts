@@ -3,7 +3,7 @@
  * REST API only. Uses the coordinator at `DEMO_API_URL` (default `http://127.0.0.1:$PORT`, PORT 3000)
  * or, when nothing answers its `/api/health`, starts `npm start` (data folder `DATA_DIR`, default
  * `.data`) and stops it at the end. Then: a client and a node owner (new names per run), the demo
- * models (`demo-llm:1`, `demo-embed:1`, created when missing), three registered nodes run by the real
+ * models (`demo-llm:2`, `demo-embed:2`, created when missing), three registered nodes run by the real
  * node agent with simulated backends (one slower), N tasks (default 20, text and embedding mixed)
  * submitted with Idempotency-Keys, live progress, and this summary (format kept stable for the README):
  *
@@ -13,6 +13,7 @@
  *   attempts     20
  *   latency      p50 2557 ms · p99 3030 ms (submit → completed, coordinator clock)
  *   per node     fast-1 4 · fast-2 9 · slow 7
+ *   tokens       paid 1570 · nodes earned 1250 · platform fees 320 (minor units)
  *   Temporal UI  http://127.0.0.1:8233/namespaces/neurogrid/workflows
  * ```
  *
@@ -37,8 +38,11 @@ import { isTerminal, TASK_STATUSES, type TaskStatus } from '../workflows/task-st
 const ROOT = path.resolve(import.meta.dirname, '..');
 const POLL_MS = 250;
 const COORDINATOR_START_TIMEOUT_MS = 10 * 60_000; // a first start may build the Temporal CLI (3–5 min)
-const TEXT_MODEL = { name: 'demo-llm', version: '1', taskType: 'text_generation' } as const;
-const EMBED_MODEL = { name: 'demo-embed', version: '1', taskType: 'embedding' } as const;
+const TEXT_MODEL = { name: 'demo-llm', version: '2', taskType: 'text_generation' } as const;
+/** Prices of the demo models (minor units) and the client's starting balance. */
+const DEMO_PRICES = { pricePerRequest: 5, pricePerInputToken: 1, pricePerOutputToken: 2 };
+const DEMO_FUNDS = '1000000';
+const EMBED_MODEL = { name: 'demo-embed', version: '2', taskType: 'embedding' } as const;
 const NODES: Array<{ label: string; latencyMs: [number, number] }> = [
   { label: 'fast-1', latencyMs: [50, 150] },
   { label: 'fast-2', latencyMs: [50, 150] },
@@ -59,6 +63,7 @@ interface TaskView {
   failureReason: string | null;
   createdAt: string;
   completedAt: string | null;
+  tokens: { held: string; price: string | null; reward: string | null; fee: string | null };
 }
 
 /** Thrown for anything that should end the demo with a readable message (no stack trace). */
@@ -114,8 +119,15 @@ async function setUpAccounts(call: Call, dataDir: string, runId: string) {
   if (!adminKey) {
     throw new DemoError(`no admin key: set ADMIN_API_KEY, or DATA_DIR to the coordinator's data folder`);
   }
-  const client = await call<{ apiKey: string }>('create the client', adminKey, 'POST /api/admin/clients', {
-    body: { name: `demo-client-${runId}` },
+  const client = await call<{ apiKey: string; client: { id: string } }>(
+    'create the client',
+    adminKey,
+    'POST /api/admin/clients',
+    { body: { name: `demo-client-${runId}` } },
+  );
+  await call('top up the client', adminKey, 'POST /api/tokens/topup', {
+    body: { clientId: client.client.id, amount: DEMO_FUNDS, note: 'demo funds' },
+    headers: { 'Idempotency-Key': `demo-topup-${runId}` },
   });
   const owner = await call<{ apiKey: string }>(
     'create the node owner',
@@ -128,11 +140,13 @@ async function setUpAccounts(call: Call, dataDir: string, runId: string) {
   console.log(`  accounts     client demo-client-${runId}, node owner demo-owner-${runId}`);
   for (const model of [TEXT_MODEL, EMBED_MODEL]) {
     await call(`create the model ${model.name}:${model.version}`, adminKey, 'POST /api/models', {
-      body: { ...model, maxInputBytes: 10_000, maxOutputTokens: 256 },
+      body: { ...model, maxInputBytes: 10_000, maxOutputTokens: 256, ...DEMO_PRICES },
       ok: [201, 409], // 409: it exists already (an earlier run)
     });
   }
-  console.log(`  models       ${TEXT_MODEL.name}:1 (text_generation), ${EMBED_MODEL.name}:1 (embedding)`);
+  console.log(
+    `  models       ${TEXT_MODEL.name}:${TEXT_MODEL.version} (text_generation), ${EMBED_MODEL.name}:${EMBED_MODEL.version} (embedding)`,
+  );
   return { clientKey: client.apiKey, ownerKey: owner.apiKey };
 }
 
@@ -430,12 +444,16 @@ function report(total: number, seen: Map<string, TaskView>, labels: Map<string, 
       `  attempts     ${views.reduce((n, v) => n + v.attempts, 0)}`,
       `  latency      p50 ${ms(percentile(latencies, 50))} · p99 ${ms(percentile(latencies, 99))} (submit → completed, coordinator clock)`,
       `  per node     ${perNode.join(' · ')}`,
+      `  tokens       paid ${sum(completed, 'price')} · nodes earned ${sum(completed, 'reward')} · platform fees ${sum(completed, 'fee')} (minor units)`,
       `  Temporal UI  http://127.0.0.1:${uiPort}/namespaces/${namespace}/workflows`,
       '',
     ].join('\n'),
   );
   return completed.length === total ? 0 : 1;
 }
+
+const sum = (views: TaskView[], field: 'price' | 'reward' | 'fee') =>
+  views.reduce((total, v) => total + BigInt(v.tokens?.[field] ?? 0), 0n).toString();
 
 const ms = (n: number) => (Number.isNaN(n) ? 'n/a' : `${Math.round(n)} ms`);
 

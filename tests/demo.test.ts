@@ -44,6 +44,12 @@ describe('npm run demo', () => {
     expect(output).toContain('started by the demo');
     expect(output).toContain('completed 6/6 · failed 0 · cancelled 0 · unfinished 0');
     expect(output).toMatch(/latency +p50 \d+ ms · p99 \d+ ms/);
+    // What was paid: price = reward + fee, and tasks of priced models cost something.
+    const tokens = /tokens +paid (\d+) · nodes earned (\d+) · platform fees (\d+)/.exec(output);
+    expect(tokens, output).not.toBeNull();
+    const [paid, earned, fees] = (tokens as RegExpExecArray).slice(1).map(BigInt);
+    expect(paid).toBeGreaterThan(0n);
+    expect((earned as bigint) + (fees as bigint)).toBe(paid);
     // The coordinator it started is gone: nothing answers on its port any more.
     await expect(fetch(`http://127.0.0.1:${port}/api/health`)).rejects.toThrow();
   });
