@@ -28,6 +28,12 @@ export const REPUTATION_BOUNDS_BPS = { min: 5_000, max: 10_000 } as const;
 const withPriority = (amount: bigint, priority: number, terms: PricingTerms) =>
   (amount * (BPS + BigInt(priority) * BigInt(terms.prioritySurchargeBps))) / BPS;
 
+/** Math.min for bigint (which Math.min does not take). */
+function smaller(a: bigint, b: bigint): bigint {
+  if (a < b) return a;
+  return b;
+}
+
 const clamp = (v: number, { min, max }: { min: number; max: number }) =>
   Math.min(max, Math.max(min, Math.round(v)));
 
@@ -82,7 +88,7 @@ export function settle(
     task.priority,
     terms,
   );
-  const price = computed < task.hold ? computed : task.hold;
+  const price = smaller(computed, task.hold);
   const quality = BigInt(clamp(scores.qualityBps, QUALITY_BOUNDS_BPS));
   const reputation = BigInt(clamp(scores.reputationBps, REPUTATION_BOUNDS_BPS));
   const reward = (price * BigInt(terms.nodeShareBps) * quality * reputation) / (BPS * BPS * BPS);
