@@ -31,6 +31,11 @@ describe('task settlement', () => {
     expect((await ledger().balance({ kind: 'node', ownerId: nodeId })).available).toBe(BigInt(reward));
     const description = await suite.temporal.workflow.getHandle(task.id).describe();
     expect((description.searchAttributes as Record<string, unknown[]>).TaskSettlement).toEqual(['captured']);
+    const stats = (await suite.s.admin.get('/api/stats')).body.tokens;
+    expect(BigInt(stats.volume)).toBeGreaterThanOrEqual(BigInt(price));
+    expect(BigInt(stats.fees)).toBeGreaterThanOrEqual(BigInt(fee));
+    expect(stats.feeBalance).toBe(stats.fees); // every fee so far sits in the platform account
+    expect(BigInt(stats.topups)).toBeGreaterThan(0n);
     expect(await ledger().verify()).toEqual({ ok: true, problems: [] });
   });
 

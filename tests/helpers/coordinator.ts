@@ -278,6 +278,18 @@ export function useCoordinator(overrides: Record<string, string> = {}): Coordina
     suite.temporal = new Client({ connection, namespace: inject('temporalNamespace') });
   });
   afterEach(async () => {
+    // Tasks a test leaves running would be assigned to the next test's nodes: cancel them first.
+    const open = await suite.coordinator.services.prisma.task.findMany({
+      where: { status: { notIn: ['completed', 'failed', 'cancelled'] } },
+      select: { id: true },
+    });
+    await Promise.all(
+      open.map(async ({ id }) => {
+        const handle = suite.temporal.workflow.getHandle(id);
+        await handle.cancel().catch(() => undefined);
+        await handle.result().catch(() => undefined);
+      }),
+    );
     await Promise.all(agents.splice(0).map((a) => a.stop()));
   });
   afterAll(async () => {
