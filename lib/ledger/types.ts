@@ -177,7 +177,8 @@ export interface Ledger {
   history(ref: AccountRef, query: HistoryQuery): Promise<HistoryPage>;
   /**
    * Post a `reversal` that negates every posting of `transactionId` (idempotent by key).
-   * @throws {ReversalRefusedError} @throws {InsufficientFundsError}
+   * @throws {ReversalRefusedError} when it is unknown, a reversal itself, or reversed under another key.
+   * @throws {InsufficientFundsError} when undoing it would overdraw an account (e.g. the client spent it).
    */
   reverse(
     transactionId: string,
