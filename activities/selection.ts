@@ -45,8 +45,9 @@ export function createSelectionActivities({ prisma, store }: Deps) {
         });
         if (reserved) {
           // A retry after the reservation committed: the same node, wherever it is connected now.
+          // If it has gone, delivery to its old queue fails and the attempt closes as lost.
           const hostId = await store.presence.get(reserved.nodeId);
-          return hostId ? { nodeId: reserved.nodeId, hostId } : null;
+          return { nodeId: reserved.nodeId, hostId: hostId ?? 'offline' };
         }
         await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`ng-select:${input.model.name}:${input.model.version}`}))`;
         const chosen = await choose(tx, input);

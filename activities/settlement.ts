@@ -19,6 +19,8 @@ export interface SettlementSummary {
   refund: string;
   /** False when this run found the task already settled (a retried activity): nothing moved. */
   posted: boolean;
+  /** True when the task's settlement is a capture (by this run or an earlier one), not a release. */
+  captured: boolean;
 }
 
 const client = (ownerId: string): AccountRef => ({ kind: 'client', ownerId });
@@ -32,7 +34,12 @@ export function createSettlementActivities({ prisma, config }: Deps) {
      * Capture a verified task's hold: the node's reward, the platform's fee, the rest back to the
      * client. Idempotent by `task:<id>:settle`: however often it runs, it pays once.
      */
-    async settleTask(input: { taskId: string; attemptNo: number }): Promise<SettlementSummary | null> {
+    async settleTask(input: {
+      taskId: string;
+      attemptNo: number;
+      /** The verdict's quality score, 0..1 (default 1). */
+      quality?: number;
+    }): Promise<SettlementSummary | null> {
       const task = await prisma.task.findUnique({
         where: { id: input.taskId },
         select: {
@@ -42,7 +49,6 @@ export function createSettlementActivities({ prisma, config }: Deps) {
           priority: true,
           holdAmount: true,
           nodeShareBps: true,
-          verdict: true,
           model: {
             select: {
               pricePerRequest: true,
@@ -80,7 +86,8 @@ export function createSettlementActivities({ prisma, config }: Deps) {
           priority: task.priority,
         },
         { ...usage, outputBytes: Buffer.byteLength(JSON.stringify(attempt.output ?? null)) },
-        { qualityBps: 10_000, reputationBps: 10_000 },
+        // Reputation is not tracked yet: every node counts as fully trusted (the upper bound).
+        { qualityBps: Math.round((input.quality ?? 1) * 10_000), reputationBps: 10_000 },
         {
           prioritySurchargeBps: config.PRIORITY_SURCHARGE_BPS,
           nodeShareBps: task.nodeShareBps ?? config.NODE_SHARE_BPS,
@@ -114,6 +121,7 @@ export function createSettlementActivities({ prisma, config }: Deps) {
         fee: s.fee.toString(),
         refund: s.refund.toString(),
         posted: created,
+        captured,
       };
     },
 

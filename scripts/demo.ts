@@ -13,7 +13,7 @@
  *   attempts     20
  *   latency      p50 2557 ms · p99 3030 ms (submit → completed, coordinator clock)
  *   per node     fast-1 4 · fast-2 9 · slow 7
- *   tokens       paid 1570 · nodes earned 1250 · platform fees 320 (minor units)
+ *   tokens       paid 410 · nodes earned 320 · platform fees 90 (minor units)
  *   Temporal UI  http://127.0.0.1:8233/namespaces/neurogrid/workflows
  * ```
  *
@@ -48,11 +48,7 @@ const NODES: Array<{ label: string; latencyMs: [number, number] }> = [
   { label: 'fast-2', latencyMs: [50, 150] },
   { label: 'slow', latencyMs: [200, 300] },
 ];
-/**
- * Room for all 20 default tasks at once. Node selection is not atomic, so a burst can over-assign a node,
- * which rejects "at capacity" and costs the task one of its attempts; with spare capacity that cannot
- * add up to a failed task.
- */
+/** Room for all 20 default tasks at once, so the demo shows throughput rather than queueing. */
 const NODE_CAPACITY = 8;
 
 interface TaskView {

@@ -88,8 +88,8 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
   /** Give the whole hold back (failed or cancelled); shares its key with capture, so it runs once. */
   const release = async () => {
     if (!patched(LEDGER_PATCH)) return;
-    await db.releaseTask({ taskId });
-    upsertSearchAttributes([{ key: TaskSettlementKey, value: 'released' }]);
+    if (await db.releaseTask({ taskId }))
+      upsertSearchAttributes([{ key: TaskSettlementKey, value: 'released' }]);
   };
 
   const host = (hostId: string) =>
@@ -215,8 +215,10 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
       return 'invalid';
     }
     await closeAttempt('completed');
-    if (patched(LEDGER_PATCH)) {
-      await db.settleTask({ taskId, attemptNo: a.no });
+    if (
+      patched(LEDGER_PATCH) &&
+      (await db.settleTask({ taskId, attemptNo: a.no, quality: verdict.verdict.quality }))?.captured
+    ) {
       upsertSearchAttributes([{ key: TaskSettlementKey, value: 'captured' }]);
     }
     await db.completeTask({ taskId, attemptNo: a.no, verdict: verdict.verdict });
