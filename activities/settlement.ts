@@ -1,15 +1,12 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { createLedger } from '../lib/ledger/ledger.js';
+import { postRelease, settlementKey } from '../lib/ledger/task-postings.js';
 import type { AccountRef, Leg } from '../lib/ledger/types.js';
 import { settle } from '../lib/pricing.js';
 import type { Services } from '../lib/services.js';
 import { FailureType } from '../workflows/policies.js';
 
 type Deps = Pick<Services, 'prisma' | 'config'>;
-
-/** Both settlements of a task share one key, so a task is captured or released, once, never both. */
-export const settlementKey = (taskId: string) => `task:${taskId}:settle`;
-export const holdKey = (taskId: string) => `task:${taskId}:hold`;
 
 /** What a settled task paid, as decimal strings (workflow history carries no bigint). */
 export interface SettlementSummary {
@@ -132,11 +129,10 @@ export function createSettlementActivities({ prisma, config }: Deps) {
         select: { clientId: true, holdAmount: true },
       });
       if (!task?.holdAmount || task.holdAmount <= 0n) return false;
-      const { created } = await ledger.post({
-        idempotencyKey: settlementKey(input.taskId),
-        type: 'release',
-        reference: input.taskId,
-        legs: [{ from: clientHold(task.clientId), to: client(task.clientId), amount: task.holdAmount }],
+      const { created } = await postRelease(ledger, {
+        taskId: input.taskId,
+        clientId: task.clientId,
+        amount: task.holdAmount,
       });
       return created;
     },

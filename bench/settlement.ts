@@ -28,11 +28,12 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
-import { createSettlementActivities, holdKey, type SettlementSummary } from '../activities/settlement.js';
+import { createSettlementActivities, type SettlementSummary } from '../activities/settlement.js';
 import { PrismaClient } from '../generated/prisma/client.js';
 import { loadConfig } from '../lib/config.js';
 import { createPrisma } from '../lib/db/client.js';
 import { createLedger } from '../lib/ledger/ledger.js';
+import { postHold } from '../lib/ledger/task-postings.js';
 import type { AccountRef, Ledger } from '../lib/ledger/types.js';
 import { holdAmount, type PricingTerms, type Settlement, settle } from '../lib/pricing.js';
 import { createTestDatabase, type TestDatabase } from '../tests/helpers/database.js';
@@ -279,12 +280,7 @@ async function createFixture(
   });
   await runPool(count, concurrency, async (i) => {
     const t = tasks[i] as FixtureTask;
-    await ledger.post({
-      idempotencyKey: holdKey(t.id),
-      type: 'hold',
-      reference: t.id,
-      legs: [{ from: clientRef, to: { kind: 'client_hold', ownerId: client.id }, amount: t.hold }],
-    });
+    await postHold(ledger, { taskId: t.id, clientId: client.id, amount: t.hold });
   });
   return { clientId: client.id, nodeIds, tasks, initialTopup };
 }

@@ -25,12 +25,13 @@
  * Exit code 0 only when every task completed; 1 otherwise or on any error (with its reason); 2 for a
  * bad command line. The admin key is `ADMIN_API_KEY` or the dev key saved in `<DATA_DIR>/admin-api-key`.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { readDevAdminKey } from '../api/auth/bootstrap.js';
 import { percentile, runPool } from '../bench/stats.js';
+import { stopChild } from '../lib/process.js';
 import { NodeAgent } from '../node-agent/agent.js';
 import { simulatedBackend } from '../node-agent/backends/simulated.js';
 import { isTerminal, TASK_STATUSES, type TaskStatus } from '../workflows/task-status.js';
@@ -214,7 +215,7 @@ async function startCoordinator(apiUrl: string, dataDir: string) {
   };
   child.stdout.on('data', onData);
   child.stderr.on('data', onData);
-  const stop = () => stopChild(child);
+  const stop = () => stopChild(child, 30_000);
   const exited = () =>
     child.exitCode !== null || child.signalCode !== null
       ? `the coordinator exited during start-up (${child.exitCode ?? child.signalCode}); its last output:\n${output.join('\n')}`
@@ -246,15 +247,6 @@ function logMessage(line: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function stopChild(child: ChildProcess, graceMs = 30_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-  await exited;
-  clearTimeout(timer);
 }
 
 // REST

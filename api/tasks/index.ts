@@ -1,8 +1,8 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import { Hono } from 'hono';
-import { holdKey, settlementKey } from '../../activities/settlement.js';
 import { Prisma } from '../../generated/prisma/client.js';
 import { createLedger } from '../../lib/ledger/ledger.js';
+import { postHold, postRelease } from '../../lib/ledger/task-postings.js';
 import { InsufficientFundsError } from '../../lib/ledger/types.js';
 import { holdAmount } from '../../lib/pricing.js';
 import { TASK_TYPE_SCHEMAS } from '../../protocol/task-types.js';
@@ -43,20 +43,9 @@ export function taskRoutes(deps: Deps) {
   async function abandon(task: TaskRow) {
     await prisma.task.deleteMany({ where: { id: task.id, status: 'queued' } }).catch(() => undefined);
     if (!task.holdAmount || task.holdAmount <= 0n) return;
-    await ledger
-      .post({
-        idempotencyKey: settlementKey(task.id),
-        type: 'release',
-        reference: task.id,
-        legs: [
-          {
-            from: { kind: 'client_hold', ownerId: task.clientId },
-            to: { kind: 'client', ownerId: task.clientId },
-            amount: task.holdAmount,
-          },
-        ],
-      })
-      .catch((err) => deps.log.error({ err, taskId: task.id }, 'could not release an abandoned hold'));
+    await postRelease(ledger, { taskId: task.id, clientId: task.clientId, amount: task.holdAmount }).catch(
+      (err) => deps.log.error({ err, taskId: task.id }, 'could not release an abandoned hold'),
+    );
   }
 
   /** The caller's task, or 404 (also for another client's task: ids must not leak). */
@@ -161,18 +150,7 @@ export function taskRoutes(deps: Deps) {
       // Hold the price cap before the workflow exists; idempotent, so a retry never holds twice.
       if (task.holdAmount && task.holdAmount > 0n) {
         try {
-          await ledger.post({
-            idempotencyKey: holdKey(task.id),
-            type: 'hold',
-            reference: task.id,
-            legs: [
-              {
-                from: { kind: 'client', ownerId: task.clientId },
-                to: { kind: 'client_hold', ownerId: task.clientId },
-                amount: task.holdAmount,
-              },
-            ],
-          });
+          await postHold(ledger, { taskId: task.id, clientId: task.clientId, amount: task.holdAmount });
         } catch (err) {
           if (!(err instanceof InsufficientFundsError)) throw err;
           // No hold, so no workflow was ever started for this row: nothing else refers to it.

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { Connection } from '@temporalio/client';
 import { SEARCH_ATTRIBUTE_KEYS } from '../../workflows/search-attributes.js';
+import { stopChild } from '../process.js';
 
 export interface DevServerOptions {
   cliPath: string;
@@ -74,7 +75,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   try {
     await waitReady(child, address, opts.namespace, opts.readyTimeoutMs ?? 60_000);
   } catch (err) {
-    await terminate(child);
+    await stopChild(child);
     const detail = output.slice(-10).join('\n');
     throw new Error(`${(err as Error).message}${detail ? `\nTemporal server output:\n${detail}` : ''}`);
   }
@@ -84,7 +85,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     uiUrl: opts.headless ? undefined : `http://${ip}:${opts.uiPort}`,
     pid: child.pid,
     async stop() {
-      await terminate(child);
+      await stopChild(child);
       if (opts.pidFile) await rm(opts.pidFile, { force: true });
     },
   };
@@ -113,15 +114,6 @@ async function waitReady(child: ChildProcess, address: string, namespace: string
     }
   }
   throw new Error(`Temporal dev server not ready at ${address} after ${timeoutMs} ms: ${String(lastError)}`);
-}
-
-async function terminate(child: ChildProcess, graceMs = 10_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-  await exited;
-  clearTimeout(timer);
 }
 
 /** A previous run killed with SIGKILL leaves its dev server running and holding the ports and database. */
