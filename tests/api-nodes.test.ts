@@ -352,6 +352,8 @@ describe('nodes API', () => {
       },
       nodes: { total: 3, online: 1 },
       models: { total: 2, active: 1 },
+      // No task here was settled and no tokens moved.
+      tokens: { volume: '0', nodeRewards: '0', fees: '0', feeBalance: '0', payouts: '0', topups: '0' },
     });
     const byOwner = await api.call('GET', '/api/stats', { key: ownerA.key });
     expect([byOwner.status, byOwner.body.error.code]).toEqual([403, 'forbidden']);

@@ -55,6 +55,7 @@ describe('node protocol', () => {
     const owner = await node('owner', { behaviour: { afterAccept: 'hang' } });
     const taskId = await submit();
     await new Promise<void>((resolve) => owner.agent.once('accepted', () => resolve()));
+    await waitForStatus(suite.s.clientA, taskId, ['running']);
     const intruder = await node('intruder');
     const error = nextError(intruder.agent);
     intruder.agent.sendFrame({ v: 1, type: 'result', attemptId: `${taskId}:1`, output: { text: 'forged' } });
