@@ -1,4 +1,5 @@
 import { ApplicationFailure } from '@temporalio/activity';
+import { crashPoint } from '../lib/faults.js';
 import { createLedger } from '../lib/ledger/ledger.js';
 import { postRelease, settlementKey } from '../lib/ledger/task-postings.js';
 import type { AccountRef, Leg } from '../lib/ledger/types.js';
@@ -103,6 +104,7 @@ export function createSettlementActivities({ prisma, config }: Deps) {
         legs,
         metadata: { attemptNo: input.attemptNo, nodeId: attempt.nodeId },
       });
+      crashPoint('after-settlement-posting');
       // A retry after a crash between the posting and this update finds the capture already posted.
       const captured =
         created || (await ledger.findTransaction(settlementKey(input.taskId)))?.type === 'capture';

@@ -1,4 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createPrisma } from '../lib/db/client.js';
+import { createLedger } from '../lib/ledger/ledger.js';
 import type { NodeAgent } from '../node-agent/agent.js';
 import { simulatedBackend } from '../node-agent/backends/simulated.js';
 import {
@@ -86,5 +88,37 @@ describe.skipIf(!process.env.REDIS_URL)('processes killed mid-task', () => {
     const task = await waitForStatus(s.clientA, r.body.task.id, ['completed', 'failed'], 60_000);
     expect(task.status, JSON.stringify(task)).toBe('completed');
     expect(agent.stats.reconnects).toBeGreaterThan(0);
+  });
+
+  it('pays once when the worker dies between the settlement posting and the activity’s completion', async () => {
+    const environment: Record<string, string> = { ...env.env, PORT: String(await freePort()) };
+    const api = await spawnApi(environment);
+    track(api.proc);
+    const doomed = track(await spawnWorker({ ...environment, NEUROGRID_FAULTS: 'after-settlement-posting' }));
+    const s = await seed(api.url, environment.ADMIN_API_KEY as string);
+    const { nodeId, key } = await s.registerNode('paid-across-a-crash');
+    agents.push(await startNode(api.url, key));
+
+    const r = await s.clientA.post('/api/tasks', { model: MODEL.name, input: { prompt: 'settle me' } });
+    expect(r.status).toBe(202);
+    // The worker posts the capture, then dies before reporting the activity done.
+    expect(await doomed.exited).toBeNull();
+    const prisma = createPrisma(environment.DATABASE_URL as string);
+    try {
+      const ledger = createLedger(prisma);
+      const posted = await ledger.findTransaction(`task:${r.body.task.id}:settle`);
+      expect(posted?.type).toBe('capture');
+      const paid = (await ledger.balance({ kind: 'node', ownerId: nodeId })).available;
+      expect(paid).toBeGreaterThan(0n);
+
+      track(await spawnWorker(environment)); // the activity runs again on the new worker
+      const task = await waitForStatus(s.clientA, r.body.task.id, ['completed', 'failed'], 60_000);
+      expect(task.status).toBe('completed');
+      expect(task.tokens.reward).toBe(paid.toString());
+      expect((await ledger.balance({ kind: 'node', ownerId: nodeId })).available).toBe(paid);
+      expect(await ledger.verify()).toEqual({ ok: true, problems: [] });
+    } finally {
+      await prisma.$disconnect();
+    }
   });
 });
