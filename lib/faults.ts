@@ -6,7 +6,9 @@ export const FAULT_POINTS = ['after-settlement-posting'] as const;
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 
 const enabled = new Set(
-  process.env.NODE_ENV === 'production' ? [] : (process.env.NEUROGRID_FAULTS ?? '').split(',').filter(Boolean),
+  process.env.NODE_ENV === 'production'
+    ? []
+    : (process.env.NEUROGRID_FAULTS ?? '').split(',').filter(Boolean),
 );
 
 /** Die here if the environment asks for it (test-only; see the module comment). */
