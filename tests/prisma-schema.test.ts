@@ -8,6 +8,7 @@ import {
 } from '../generated/prisma/client.js';
 import { createPrisma, pingDatabase } from '../lib/db/client.js';
 import { ACCOUNT_KINDS, TRANSACTION_TYPES } from '../lib/ledger/types.js';
+import { ATTEMPT_OUTCOMES, TASK_STATUSES } from '../workflows/task-status.js';
 import { createTestDatabase, type TestDatabase, testBackends } from './helpers/database.js';
 
 /**
@@ -159,23 +160,15 @@ describe.each(testBackends)('Prisma schema on a migrated %s database', (backend)
         deadlineAt: new Date(),
       },
     });
-    const statuses = ['assigned', 'running', 'verifying', 'completed', 'failed', 'cancelled'] as const;
+    // The domain's closed unions must all be storable: a value missing from the database enum fails here.
+    const statuses = TASK_STATUSES.filter((st) => st !== 'queued');
     for (const status of statuses) {
       await prisma.task.update({
         where: { id: task.id },
         data: { status, attempts: { increment: 1 }, result: { text: 'ok' }, verdict: { ok: true } },
       });
     }
-    const outcomes = [
-      'accepted',
-      'completed',
-      'rejected',
-      'timeout',
-      'error',
-      'lost',
-      'cancelled',
-      'invalid',
-    ] as const;
+    const outcomes = ATTEMPT_OUTCOMES.filter((o) => o !== 'pending');
     for (const [i, outcome] of outcomes.entries()) {
       await prisma.taskAttempt.create({
         data: {
