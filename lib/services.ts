@@ -5,7 +5,7 @@ import type { Config } from './config.js';
 import { createPrisma, pingDatabase } from './db/client.js';
 import type { Logger } from './logger.js';
 import { createStore, type Store } from './redis/index.js';
-import { connectTemporalClient, pingTemporal } from './temporal/connection.js';
+import { connectTemporalClient, healthConnection, pingTemporal } from './temporal/connection.js';
 
 /** Where the three backing services are: real ones from the environment, or the embedded stand-ins. */
 export interface Endpoints {
@@ -29,10 +29,11 @@ export interface Services {
 
 export async function openServices(config: Config, endpoints: Endpoints, log: Logger): Promise<Services> {
   const temporal = await connectTemporalClient(endpoints.temporalAddress, config.TEMPORAL_NAMESPACE, log);
+  const probe = healthConnection(endpoints.temporalAddress);
   const prisma = createPrisma(endpoints.databaseUrl);
   const store = createStore(endpoints.redisUrl, { log, keyPrefix: config.REDIS_KEY_PREFIX });
   const checks: DependencyCheck[] = [
-    { name: 'temporal', check: (signal) => pingTemporal(temporal.connection, signal) },
+    { name: 'temporal', check: (signal) => pingTemporal(probe, signal) },
     { name: 'database', check: async () => void (await pingDatabase(prisma)) },
     { name: 'redis', check: async () => void (await store.ping()) },
   ];
@@ -45,7 +46,12 @@ export async function openServices(config: Config, endpoints: Endpoints, log: Lo
     temporal,
     checks,
     async close() {
-      await Promise.allSettled([temporal.connection.close(), prisma.$disconnect(), store.close()]);
+      await Promise.allSettled([
+        temporal.connection.close(),
+        probe.close(),
+        prisma.$disconnect(),
+        store.close(),
+      ]);
     },
   };
 }

@@ -32,7 +32,15 @@ export function connectTemporalWorker(
   return retryUntil(() => NativeConnection.connect({ address }), address, log, timeoutMs);
 }
 
-/** `grpc.health.v1` against the frontend: what `/api/health` asks. Aborting cancels the client's retries. */
+/**
+ * A connection for health probes only: no retry interceptor, so a probe of a server that is down fails
+ * once and leaves no retry timer behind to fire on a closed channel.
+ */
+export function healthConnection(address: string): Connection {
+  return Connection.lazy({ address, interceptors: [], connectTimeout: 2_000 });
+}
+
+/** `grpc.health.v1` against the frontend: what `/api/health` asks. Aborting cancels the call. */
 export async function pingTemporal(connection: Connection, signal: AbortSignal): Promise<void> {
   await connection.withAbortSignal(signal, () => connection.healthService.check({}));
 }
