@@ -90,3 +90,14 @@ export function spread(count: number, n: number): number[] {
   const picks = Math.min(n, count);
   return [...new Set(Array.from({ length: picks }, (_, k) => Math.floor((k * count) / picks)))];
 }
+
+/** Run a bench's main: exit 0 when it resolves, 1 with the error when it fails. */
+export function runBench(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err: Error) => {
+      console.error(`\nbench failed: ${err.stack ?? err.message}`);
+      process.exit(1);
+    },
+  );
+}

@@ -37,7 +37,7 @@ import { postHold } from '../lib/ledger/task-postings.js';
 import type { AccountRef, Ledger } from '../lib/ledger/types.js';
 import { holdAmount, type PricingTerms, type Settlement, settle } from '../lib/pricing.js';
 import { createTestDatabase, type TestDatabase } from '../tests/helpers/database.js';
-import { progress, round } from './measure.js';
+import { progress, round, runBench } from './measure.js';
 import { percentile, runPool } from './stats.js';
 
 const RESULTS_DIR = path.join(import.meta.dirname, 'results');
@@ -653,10 +653,4 @@ function printTable(
   );
 }
 
-main().then(
-  () => process.exit(0),
-  (err: Error) => {
-    console.error(`\nbench failed: ${err.stack ?? err.message}`);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -23,7 +23,7 @@ import { createLogger } from '../lib/logger.js';
 import { runBaseline } from './baseline.js';
 import { type Observe, runTaskWorkflows, type TaskPhaseResult } from './coordinator.js';
 import { type BenchInfra, startInfra } from './infra.js';
-import { type PhaseOptions, type PhaseResult, progress, round } from './measure.js';
+import { type PhaseOptions, type PhaseResult, progress, round, runBench } from './measure.js';
 
 const RESULTS_DIR = path.join(import.meta.dirname, 'results');
 /** Zero-latency nodes with room for every task in flight: the workflow, not the nodes, is measured. */
@@ -168,10 +168,4 @@ function printTable(
   );
 }
 
-main().then(
-  () => process.exit(0),
-  (err: Error) => {
-    console.error(`\nbench failed: ${err.stack ?? err.message}`);
-    process.exit(1);
-  },
-);
+runBench(main);
