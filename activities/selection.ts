@@ -1,5 +1,6 @@
 import type { Prisma } from '../generated/prisma/client.js';
 import type { Services } from '../lib/services.js';
+import { lockOpenTask, reserveAttempt } from '../lib/tasks/attempts.js';
 import { OPEN_OUTCOMES } from '../workflows/task-status.js';
 
 export interface SelectNodeInput {
@@ -39,6 +40,8 @@ export function createSelectionActivities({ prisma, store }: Deps) {
       // Choosing and reserving are one step under a per-model lock, so tasks selecting at the same
       // moment see each other's reservations and spread over the nodes instead of piling onto one.
       return prisma.$transaction(async (tx) => {
+        // A task that finished meanwhile (cancelled while this ran) gets no new attempt.
+        if (!(await lockOpenTask(tx, taskId))) return null;
         const reserved = await tx.taskAttempt.findUnique({
           where: { taskId_attemptNo: { taskId, attemptNo } },
           select: { nodeId: true },
@@ -51,7 +54,7 @@ export function createSelectionActivities({ prisma, store }: Deps) {
         }
         await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`ng-select:${input.model.name}:${input.model.version}`}))`;
         const chosen = await choose(tx, input);
-        if (chosen) await tx.taskAttempt.create({ data: { taskId, attemptNo, nodeId: chosen.nodeId } });
+        if (chosen) await reserveAttempt(tx, { taskId, attemptNo, nodeId: chosen.nodeId });
         return chosen;
       });
     },

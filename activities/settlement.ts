@@ -124,7 +124,10 @@ export function createSettlementActivities({ prisma, config }: Deps) {
       };
     },
 
-    /** Give a failed or cancelled task's whole hold back to the client (same key as capture). */
+    /**
+     * Give a failed or cancelled task's whole hold back to the client (same key as capture). True when
+     * the task's settlement is a release, posted by this run or an earlier one (a retried activity).
+     */
     async releaseTask(input: { taskId: string }): Promise<boolean> {
       const task = await prisma.task.findUnique({
         where: { id: input.taskId },
@@ -136,7 +139,7 @@ export function createSettlementActivities({ prisma, config }: Deps) {
         clientId: task.clientId,
         amount: task.holdAmount,
       });
-      return created;
+      return created || (await ledger.findTransaction(settlementKey(input.taskId)))?.type === 'release';
     },
   };
 }

@@ -1,12 +1,13 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Services } from '../lib/services.js';
-import { FailureType } from '../workflows/policies.js';
 import {
-  type AttemptOutcome,
-  OPEN_OUTCOMES,
-  type TaskStatus,
-  TERMINAL_STATUSES,
-} from '../workflows/task-status.js';
+  closeOpenAttempts,
+  type FinishResult,
+  finishAttempt,
+  reserveAttempt,
+} from '../lib/tasks/attempts.js';
+import { FailureType } from '../workflows/policies.js';
+import { type ClosedOutcome, type TaskStatus, TERMINAL_STATUSES } from '../workflows/task-status.js';
 import type { Verdict } from './verification.js';
 
 type Deps = Pick<Services, 'prisma' | 'store'>;
@@ -49,34 +50,20 @@ export function createTaskActivities({ prisma, store }: Deps) {
     },
 
     async startAttempt(input: { taskId: string; attemptNo: number; nodeId: string }) {
-      await prisma.taskAttempt.upsert({
-        where: { taskId_attemptNo: { taskId: input.taskId, attemptNo: input.attemptNo } },
-        create: input,
-        update: {},
-      });
+      await reserveAttempt(prisma, input);
     },
 
+    /**
+     * Close an attempt. A timeout that finds the node's result already stored leaves the attempt open
+     * and answers its hash: the result counts (its signal was late, e.g. Temporal was unreachable).
+     */
     async finishAttempt(input: {
       taskId: string;
       attemptNo: number;
-      outcome: AttemptOutcome;
+      outcome: ClosedOutcome;
       error?: string;
-    }) {
-      const attempt = await prisma.taskAttempt.findUnique({
-        where: { taskId_attemptNo: { taskId: input.taskId, attemptNo: input.attemptNo } },
-        select: { assignedAt: true },
-      });
-      if (!attempt) return;
-      const finishedAt = new Date();
-      await prisma.taskAttempt.updateMany({
-        where: { taskId: input.taskId, attemptNo: input.attemptNo, outcome: { in: [...OPEN_OUTCOMES] } },
-        data: {
-          outcome: input.outcome,
-          error: input.error?.slice(0, 2_000) ?? null,
-          finishedAt,
-          latencyMs: finishedAt.getTime() - attempt.assignedAt.getTime(),
-        },
-      });
+    }): Promise<FinishResult> {
+      return finishAttempt(prisma, input);
     },
 
     /** Copy the verified attempt's output into the task and close it as completed. */
@@ -92,23 +79,36 @@ export function createTaskActivities({ prisma, store }: Deps) {
           nonRetryable: true,
         });
       }
-      await prisma.task.updateMany({
-        where: { id: input.taskId, ...openTask },
-        data: {
-          status: 'completed',
-          result: attempt.output,
-          verdict: { ...input.verdict },
-          nodeId: attempt.nodeId,
-          completedAt: new Date(),
-        },
+      const result = attempt.output;
+      await prisma.$transaction(async (tx) => {
+        await tx.task.updateMany({
+          where: { id: input.taskId, ...openTask },
+          data: {
+            status: 'completed',
+            result,
+            verdict: { ...input.verdict },
+            nodeId: attempt.nodeId,
+            completedAt: new Date(),
+          },
+        });
+        await closeOpenAttempts(tx, input.taskId, 'the task completed on another attempt');
       });
       await publish(input.taskId, { status: 'completed' });
     },
 
+    /** Fail or cancel the task; any attempt still open is closed in the same transaction. */
     async finishTask(input: { taskId: string; status: 'failed' | 'cancelled'; reason: string }) {
-      await prisma.task.updateMany({
-        where: { id: input.taskId, ...openTask },
-        data: { status: input.status, failureReason: input.reason.slice(0, 2_000), completedAt: new Date() },
+      await prisma.$transaction(async (tx) => {
+        // The task row first: its lock orders this against a reservation (`lockOpenTask`).
+        await tx.task.updateMany({
+          where: { id: input.taskId, ...openTask },
+          data: {
+            status: input.status,
+            failureReason: input.reason.slice(0, 2_000),
+            completedAt: new Date(),
+          },
+        });
+        await closeOpenAttempts(tx, input.taskId, `task ${input.status}: ${input.reason}`);
       });
       await publish(input.taskId, { status: input.status, reason: input.reason });
     },

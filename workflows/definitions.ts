@@ -10,6 +10,11 @@ export interface TaskWorkflowInput {
   /** Epoch ms after which a task still waiting for a node fails. */
   queueDeadline: number;
   limits: TaskLimits;
+  /**
+   * Set by the reaper for a task whose workflow was never started (its api process died, or a keyed
+   * 503 was never retried): the workflow only releases the hold and fails the task with this reason.
+   */
+  abandon?: { reason: string };
 }
 
 /** Per-task deadlines and limits; from configuration so tests can run them short. */

@@ -40,6 +40,12 @@ export const PAYOUT: ActivityOptions = {
   },
 };
 
+/**
+ * Dispatches lost to a host that is gone do not use up one of the task's attempts (the node never
+ * saw the task); this bounds how many such attempts one task may make on top of `maxAttempts`.
+ */
+export const MAX_LOST_ATTEMPTS = 10;
+
 /** Failure types the workflows and their activities raise. */
 export const FailureType = {
   NodeNotConnected: 'NodeNotConnected',

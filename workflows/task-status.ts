@@ -27,3 +27,5 @@ export const ATTEMPT_OUTCOMES = [
 ] as const;
 export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
 export const OPEN_OUTCOMES: readonly AttemptOutcome[] = ['pending', 'accepted'];
+/** The outcome an attempt is closed with. */
+export type ClosedOutcome = Exclude<AttemptOutcome, 'pending' | 'accepted'>;

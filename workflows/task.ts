@@ -22,14 +22,21 @@ import {
   type TaskState,
   type TaskWorkflowInput,
 } from './definitions.js';
-import { DATABASE_ACTIVITY, FailureType, HOST_DELIVERY } from './policies.js';
+import { DATABASE_ACTIVITY, FailureType, HOST_DELIVERY, MAX_LOST_ATTEMPTS } from './policies.js';
 import { TaskNodeKey, TaskSettlementKey, TaskStatusKey } from './search-attributes.js';
-import type { AttemptOutcome, TaskStatus } from './task-status.js';
+import type { AttemptOutcome, ClosedOutcome, TaskStatus } from './task-status.js';
 
 const db = proxyActivities<Activities>(DATABASE_ACTIVITY);
 
 /** Tasks started before token settlement existed replay without it (their histories have no marker). */
 export const LEDGER_PATCH = 'ledger-settlement-v1';
+/**
+ * The cancel rule (README, "Cancelling a task"): once a node's result has reached the task, it is
+ * verified, settled and completed without interruption, so a cancel can no longer split the ledger
+ * from the task. Also: a lost dispatch does not use up an attempt, a result stored while its signal
+ * was late still counts, and a task the reaper found without a workflow is abandoned.
+ */
+export const CANCEL_RULE_PATCH = 'verified-result-wins-v1';
 
 interface CurrentAttempt extends AttemptState {
   hostId: string;
@@ -77,7 +84,7 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
     await db.recordTaskStatus({ taskId, status, ...extra });
   };
 
-  const closeAttempt = async (outcome: AttemptOutcome, reason?: string) => {
+  const closeAttempt = async (outcome: ClosedOutcome, reason?: string) => {
     const a = current as CurrentAttempt;
     a.outcome = outcome;
     a.reason = reason;
@@ -100,6 +107,7 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
 
   // business logic
   try {
+    if (input.abandon && patched(CANCEL_RULE_PATCH)) return await fail(input.abandon.reason);
     while (true) {
       const node = await db.selectNode({
         model: input.model,
@@ -136,6 +144,15 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
       const outcome = await runAttempt(current);
       if (outcome === 'completed') {
         return { status: 'completed', attemptNo, nodeId: node.nodeId };
+      }
+      if (patched(CANCEL_RULE_PATCH)) {
+        // A node that never saw the task (its host was gone) does not cost the task an attempt.
+        const lost = state.attempts.filter((x) => x.outcome === 'lost').length;
+        const spent = attemptNo - lost;
+        if (spent >= limits.maxAttempts || lost > MAX_LOST_ATTEMPTS) {
+          return await fail(`all ${spent} attempts failed: ${describeAttempts(state.attempts)}`);
+        }
+        continue;
       }
       if (attemptNo >= limits.maxAttempts) {
         return await fail(`all ${attemptNo} attempts failed: ${describeAttempts(state.attempts)}`);
@@ -192,13 +209,15 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
     }
 
     if (!(await condition(() => a.accepted || a.final !== undefined, limits.acceptTimeoutMs))) {
-      return timeOut(a, `no accept within ${limits.acceptTimeoutMs} ms`);
+      if (!(await timeOut(a, `no accept within ${limits.acceptTimeoutMs} ms`))) return 'timeout';
     }
     if (a.final === undefined) {
       a.outcome = 'accepted';
       await setStatus('running');
       if (!(await condition(() => a.final !== undefined, limits.resultTimeoutMs))) {
-        return timeOut(a, `no result within ${limits.resultTimeoutMs} ms of accepting`);
+        if (!(await timeOut(a, `no result within ${limits.resultTimeoutMs} ms of accepting`))) {
+          return 'timeout';
+        }
       }
     }
     const report = a.final as NodeReport;
@@ -207,7 +226,13 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
       await closeAttempt(outcome, report.reason ?? outcome);
       return outcome;
     }
+    // From here a cancel no longer wins: the result is judged, and a verified one is paid and served.
+    if (patched(CANCEL_RULE_PATCH)) return CancellationScope.nonCancellable(() => judge(a));
+    return judge(a);
+  }
 
+  /** Verify the attempt's result; settle and complete the task when it passes. */
+  async function judge(a: CurrentAttempt): Promise<AttemptOutcome> {
     await setStatus('verifying');
     const verdict = await db.verifyResult({ taskId, attemptNo: a.no });
     if (!verdict.ok) {
@@ -227,13 +252,27 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
     return 'completed';
   }
 
-  async function timeOut(a: CurrentAttempt, reason: string): Promise<AttemptOutcome> {
-    // Tell the node to stop, without waiting on a host that may be gone.
+  /**
+   * The attempt's deadline passed: tell the node to stop (without waiting on a host that may be gone)
+   * and close the attempt. True when the node's result turns out to be stored already (its signal was
+   * late): the result then counts as if it had arrived in time.
+   */
+  async function timeOut(a: CurrentAttempt, reason: string): Promise<boolean> {
     host(a.hostId)
       .deliverCancel({ taskId, attemptNo: a.no, nodeId: a.nodeId, reason })
       .catch(() => undefined);
-    await closeAttempt('timeout', reason);
-    return 'timeout';
+    a.outcome = 'timeout';
+    a.reason = reason;
+    state.attempts[a.no - 1] = { no: a.no, nodeId: a.nodeId, outcome: 'timeout', reason };
+    const finished = await db.finishAttempt({ taskId, attemptNo: a.no, outcome: 'timeout', error: reason });
+    if (finished && !finished.closed) {
+      a.outcome = 'accepted';
+      a.reason = undefined;
+      state.attempts[a.no - 1] = { no: a.no, nodeId: a.nodeId, outcome: 'accepted' };
+      a.final = { attemptNo: a.no, nodeId: a.nodeId, kind: 'result', outputHash: finished.resultHash };
+      return true;
+    }
+    return false;
   }
 
   async function fail(reason: string): Promise<never> {
