@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/activity';
-import { crashPoint } from '../lib/faults.js';
+import { crashPoint, delayPoint } from '../lib/faults.js';
 import { createLedger } from '../lib/ledger/ledger.js';
 import { postRelease, settlementKey } from '../lib/ledger/task-postings.js';
 import type { AccountRef, Leg } from '../lib/ledger/types.js';
@@ -38,6 +38,7 @@ export function createSettlementActivities({ prisma, config }: Deps) {
       /** The verdict's quality score, 0..1 (default 1). */
       quality?: number;
     }): Promise<SettlementSummary | null> {
+      await delayPoint('before-settle');
       const task = await prisma.task.findUnique({
         where: { id: input.taskId },
         select: {

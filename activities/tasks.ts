@@ -1,4 +1,5 @@
 import { ApplicationFailure } from '@temporalio/activity';
+import { delayPoint } from '../lib/faults.js';
 import type { Services } from '../lib/services.js';
 import {
   closeOpenAttempts,
@@ -68,6 +69,7 @@ export function createTaskActivities({ prisma, store }: Deps) {
 
     /** Copy the verified attempt's output into the task and close it as completed. */
     async completeTask(input: { taskId: string; attemptNo: number; verdict: Verdict }) {
+      await delayPoint('before-complete');
       const attempt = await prisma.taskAttempt.findUnique({
         where: { taskId_attemptNo: { taskId: input.taskId, attemptNo: input.attemptNo } },
         select: { output: true, nodeId: true },

@@ -1,4 +1,5 @@
 import { ApplicationFailure } from '@temporalio/activity';
+import { delayPoint } from '../lib/faults.js';
 import type { Services } from '../lib/services.js';
 import {
   embeddingInput,
@@ -66,6 +67,7 @@ export function judgeOutput(
 export function createVerificationActivities({ prisma }: Deps) {
   return {
     async verifyResult(input: { taskId: string; attemptNo: number }): Promise<Verification> {
+      await delayPoint('before-verify');
       const attempt = await prisma.taskAttempt.findUnique({
         where: { taskId_attemptNo: { taskId: input.taskId, attemptNo: input.attemptNo } },
         select: { output: true, usage: true, task: { select: { input: true, model: true } } },

@@ -68,9 +68,17 @@ export const envSchema = z.object({
   TASK_RESULT_TIMEOUT_MS: ms.default(120_000),
   TASK_QUEUE_TIMEOUT_MS: ms.default(300_000),
   TASK_NO_NODE_RETRY_MS: ms.default(2_000),
+  /** How long a submission or a cancel waits for Temporal before answering 503 with Retry-After. */
+  TASK_START_TIMEOUT_MS: ms.default(5_000),
+  /** A queued task whose workflow does not exist this long after admission is abandoned by the reaper. */
+  TASK_STRANDED_GRACE_MS: ms.default(60_000),
+  /** How often the reaper (a Temporal schedule) looks for stranded tasks. */
+  REAPER_INTERVAL_MS: ms.default(30_000),
 
   NODE_HEARTBEAT_INTERVAL_MS: ms.default(5_000),
   NODE_PRESENCE_TTL_MS: ms.default(15_000),
+  /** Each api process's lease in the store, renewed every third of it: a dead api's nodes go offline within it. */
+  HOST_LEASE_TTL_MS: ms.min(300).default(6_000),
   NODE_HELLO_TIMEOUT_MS: ms.default(10_000),
   METRICS_SAMPLE_INTERVAL_MS: ms.default(10_000),
 
@@ -133,6 +141,10 @@ export function loadConfig(
     for (const name of ['PAYOUT_WEBHOOK_URL', 'PAYOUT_WEBHOOK_SECRET'] as const) {
       if (!parsed.data[name]) problems.push(`${name}: required when PAYOUT_ADAPTER=webhook`);
     }
+  }
+  if (parsed.success && parsed.data.TASK_STRANDED_GRACE_MS <= parsed.data.TASK_START_TIMEOUT_MS) {
+    // An api may still be starting a task's workflow until TASK_START_TIMEOUT_MS has passed.
+    problems.push('TASK_STRANDED_GRACE_MS: must be longer than TASK_START_TIMEOUT_MS');
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
 

@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import type { Services } from '../lib/services.js';
+import { ensureReaperSchedule } from '../lib/tasks/reaper-schedule.js';
 import { connectTemporalWorker } from '../lib/temporal/connection.js';
 import { ensureNamespace } from '../lib/temporal/namespace.js';
 import { installTemporalRuntime } from '../lib/temporal/runtime.js';
@@ -15,6 +16,7 @@ const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta
 /** Run the main-queue worker (task workflows and shared activities) until closed. */
 export async function startWorker(services: Services): Promise<RunningWorker> {
   await ensureNamespace(services.temporal.connection, services.config.TEMPORAL_NAMESPACE, services.log);
+  await ensureReaperSchedule(services.temporal.client, services.config, services.log);
   return startTemporalWorker(services, {
     taskQueue: services.config.TEMPORAL_TASK_QUEUE,
     workflowsPath,
@@ -36,6 +38,9 @@ export async function startTemporalWorker(
     taskQueue: options.taskQueue,
     ...(options.workflowsPath ? { workflowsPath: options.workflowsPath } : {}),
     activities: options.activities,
+  }).catch(async (err) => {
+    await connection.close(); // the api retries this; a failed try must not leak its connection
+    throw err;
   });
   const running = worker.run();
   log.info({ taskQueue: options.taskQueue }, 'worker running');

@@ -11,6 +11,12 @@ export const DATABASE_ACTIVITY: ActivityOptions = {
   retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds' },
 };
 
+/** One pass of the reaper of stranded holds; a pass that fails is covered by the next one. */
+export const REAPER_PASS: ActivityOptions = {
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumAttempts: 3 },
+};
+
 /**
  * Pushing a frame to a node socket on its host's queue. The host may have died, so the whole thing
  * is bounded by schedule-to-close: a lost host costs the attempt, not the task.
