@@ -149,6 +149,7 @@ export async function seed(baseUrl: string, adminKey: string) {
     clientB,
     ownerApi,
     clientAId: a?.body.client.id as string,
+    clientAKey: a?.body.apiKey as string,
     clientBId: b?.body.client.id as string,
     registerNode,
   };
