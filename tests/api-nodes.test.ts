@@ -298,6 +298,7 @@ describe('nodes API', () => {
   });
 
   it('shows a node online while a socket holds its presence', async () => {
+    await api.services.store.presence.renewHost('host-test', 60_000); // the holding api's lease
     await api.services.store.presence.set(nodeB.id, 'host-test', 60_000);
     const { node } = (await api.call('GET', `/api/nodes/${nodeB.id}`, { key: ownerB.key })).body;
     expect(node.online).toBe(true);

@@ -54,6 +54,12 @@ describe.each(implementations)('$kind store', ({ kind, enabled, create }) => {
     });
 
     describe('presence', () => {
+      beforeEach(async () => {
+        // Nodes count as online only while their host holds a lease (see 'host leases' below).
+        await store.presence.renewHost('host-a', 60_000);
+        await store.presence.renewHost('host-b', 60_000);
+      });
+
       it('reports each holder until the TTL passes', async () => {
         await store.presence.set('n1', 'host-a', 150);
         await store.presence.set('n2', 'host-b', 10_000);
@@ -97,6 +103,81 @@ describe.each(implementations)('$kind store', ({ kind, enabled, create }) => {
       it('rejects durations Redis would refuse', async () => {
         await expect(store.presence.set('n1', 'host-a', 0)).rejects.toThrow(RangeError);
         await expect(store.presence.set('n1', 'host-a', 1.5)).rejects.toThrow(RangeError);
+        await expect(store.presence.renewHost('host-a', 0)).rejects.toThrow(RangeError);
+      });
+    });
+
+    describe('host leases', () => {
+      const sorted = async (ids: Promise<string[]>) => (await ids).sort();
+
+      it('a node is online only while its host holds a live lease', async () => {
+        await store.presence.set('n1', 'host-a', 10_000);
+        expect(await store.presence.get('n1')).toBeNull();
+        expect(await store.presence.online(['n1'])).toEqual(new Map());
+        expect(await store.presence.list()).toEqual(new Map());
+
+        expect(await store.presence.renewHost('host-a', 200)).toBe(false); // first take
+        expect(await store.presence.get('n1')).toBe('host-a');
+        expect(await store.presence.online(['n1', 'n2'])).toEqual(new Map([['n1', 'host-a']]));
+        expect(await store.presence.list()).toEqual(new Map([['n1', 'host-a']]));
+
+        // The lease expires long before the node's own entry: the node is offline at once.
+        await vi.waitFor(async () => expect(await store.presence.get('n1')).toBeNull(), poll);
+        expect(await store.presence.online(['n1'])).toEqual(new Map());
+        expect(await store.presence.list()).toEqual(new Map());
+
+        expect(await store.presence.renewHost('host-a', 10_000)).toBe(false); // it had lapsed
+        expect(await store.presence.get('n1')).toBe('host-a');
+      });
+
+      it('renewing keeps the lease past its first TTL', async () => {
+        await store.presence.set('n1', 'host-a', 10_000);
+        expect(await store.presence.renewHost('host-a', 300)).toBe(false);
+        await sleep(150);
+        expect(await store.presence.renewHost('host-a', 300)).toBe(true);
+        await sleep(200); // past the first TTL
+        expect(await store.presence.get('n1')).toBe('host-a');
+      });
+
+      it('clearHost drops the lease and its entries, and names its nodes that are offline now', async () => {
+        await store.presence.renewHost('host-a', 10_000);
+        await store.presence.renewHost('host-b', 10_000);
+        await store.presence.set('n1', 'host-a', 10_000);
+        await store.presence.set('n2', 'host-a', 10_000);
+        await store.presence.set('moved', 'host-a', 10_000);
+        await store.presence.set('moved', 'host-b', 10_000); // taken over by a live host
+        await store.presence.set('expired', 'host-a', 100);
+        await store.presence.set('gone', 'host-a', 10_000);
+        await store.presence.remove('gone', 'host-a'); // closed cleanly: no longer the host's
+        await vi.waitFor(async () => expect(await store.presence.get('expired')).toBeNull(), poll);
+
+        expect(await sorted(store.presence.clearHost('host-a'))).toEqual(['expired', 'n1', 'n2']);
+        expect(await store.presence.list()).toEqual(new Map([['moved', 'host-b']]));
+        // A new life of the host takes the lease again: what the old one held stays offline.
+        expect(await store.presence.renewHost('host-a', 10_000)).toBe(false);
+        expect(await store.presence.online(['n1', 'n2', 'moved'])).toEqual(new Map([['moved', 'host-b']]));
+        expect(await store.presence.clearHost('host-a')).toEqual([]);
+        expect(await store.presence.clearHost('never-seen')).toEqual([]);
+      });
+
+      it('clearExpiredHosts clears only the hosts whose lease expired', async () => {
+        await store.presence.renewHost('dead', 150);
+        await store.presence.renewHost('alive', 10_000);
+        await store.presence.set('n1', 'dead', 10_000);
+        await store.presence.set('n2', 'dead', 10_000);
+        await store.presence.set('n3', 'alive', 10_000);
+        await store.presence.set('orphan', 'never-leased', 10_000);
+        expect(await store.presence.clearExpiredHosts()).toEqual(new Map([['never-leased', ['orphan']]]));
+
+        await vi.waitFor(async () => expect(await store.presence.get('n1')).toBeNull(), poll);
+        const cleared = await store.presence.clearExpiredHosts();
+        expect([...cleared.keys()]).toEqual(['dead']);
+        expect(cleared.get('dead')?.sort()).toEqual(['n1', 'n2']);
+        expect(await store.presence.clearExpiredHosts()).toEqual(new Map());
+        expect(await store.presence.list()).toEqual(new Map([['n3', 'alive']]));
+        // Its entries are gone, not just hidden: the host coming back does not bring them back.
+        await store.presence.renewHost('dead', 10_000);
+        expect(await store.presence.online(['n1', 'n2'])).toEqual(new Map());
       });
     });
 
@@ -247,6 +328,8 @@ describe.each(implementations)('$kind store', ({ kind, enabled, create }) => {
           const received: string[] = [];
           await other.pubsub.subscribe('events', (m) => void received.push(m));
           await store.pubsub.publish('events', 'a');
+          await store.presence.renewHost('host-a', 10_000);
+          await other.presence.renewHost('host-a', 10_000);
           await store.presence.set('n1', 'host-a', 10_000);
           await sleep(100);
           expect(received).toEqual([]);
@@ -342,6 +425,7 @@ describe('memory store with an injected clock', () => {
   it('expires entries and windows by that clock alone', async () => {
     let now = 1_000_000;
     const store = createMemoryStore({ now: () => now, log: quiet });
+    await store.presence.renewHost('host-a', 60_000);
     await store.presence.set('n1', 'host-a', 1_000);
     await store.heartbeats.put('n1', { seq: 1 }, 1_000);
     const lock = await store.locks.acquire('job', 1_000);
@@ -459,6 +543,7 @@ describe.skipIf(REDIS_URL === undefined)('redis store when Redis is unavailable'
 
         server = await startRedisServer(port);
         await vi.waitFor(() => store.ping(), { timeout: 5_000, interval: 50 });
+        await store.presence.renewHost('host-a', 10_000);
         await store.presence.set('n1', 'host-a', 10_000);
         expect(await store.presence.get('n1')).toBe('host-a');
         // ioredis resubscribes on its own; publish until the subscriber connection is back too.

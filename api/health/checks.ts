@@ -1,9 +1,22 @@
 /** A dependency the coordinator cannot serve without. */
 export type DependencyName = 'temporal' | 'database' | 'redis';
 
+/**
+ * What the api process must have done, with its dependencies up, before it can start and deliver a task
+ * (api/health/readiness.ts): hold its host lease, have the namespace and search attributes registered,
+ * run its host-queue worker, and see a worker polling the main task queue.
+ */
+export type ReadinessName = 'host_lease' | 'namespace' | 'host_worker' | 'task_worker';
+
+const DEPENDENCIES: readonly string[] = ['temporal', 'database', 'redis'] satisfies DependencyName[];
+export const isDependency = (name: string): name is DependencyName => DEPENDENCIES.includes(name);
+
 export interface DependencyCheck {
-  name: DependencyName;
-  /** Resolves when the dependency answers; rejects when it does not. Stops work when `signal` aborts. */
+  name: DependencyName | ReadinessName;
+  /**
+   * Resolves when the dependency answers (or the step is done); rejects when it does not, with the
+   * reason as the error's message. Stops work when `signal` aborts.
+   */
   check(signal: AbortSignal): Promise<void>;
 }
 

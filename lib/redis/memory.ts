@@ -60,6 +60,9 @@ export function createMemoryStore(opts: MemoryStoreOptions = {}): Store {
     };
 
   const presenceMap = new Map<string, Expiring<string>>();
+  const leases = new Map<string, Expiring<true>>();
+  /** Per host, the nodes it has held (until the host is cleared), like the Redis set. */
+  const hostNodes = new Map<string, Set<string>>();
   const heartbeatMap = new Map<string, Expiring<string>>();
   const fixedWindows = new Map<string, Expiring<number>>();
   const slidingLogs = new Map<string, Expiring<number[]>>();
@@ -79,32 +82,67 @@ export function createMemoryStore(opts: MemoryStoreOptions = {}): Store {
   };
 
   const sweep = setInterval(() => {
-    for (const map of [presenceMap, heartbeatMap, fixedWindows, slidingLogs, lockMap]) {
+    for (const map of [presenceMap, leases, heartbeatMap, fixedWindows, slidingLogs, lockMap]) {
       for (const key of map.keys()) read(map as Map<string, Expiring<unknown>>, key);
     }
   }, SWEEP_MS);
   sweep.unref();
 
+  /** The holder of `nodeId` when both its entry and the holder's lease live. */
+  const holderOf = (nodeId: string): string | undefined => {
+    const holder = read(presenceMap, nodeId);
+    return holder !== undefined && read(leases, holder) !== undefined ? holder : undefined;
+  };
+  const clearHost = (hostId: string): string[] => {
+    const offline: string[] = [];
+    for (const nodeId of hostNodes.get(hostId) ?? []) {
+      const holder = read(presenceMap, nodeId);
+      if (holder === hostId) presenceMap.delete(nodeId);
+      if (holder === hostId || holderOf(nodeId) === undefined) offline.push(nodeId);
+    }
+    hostNodes.delete(hostId);
+    leases.delete(hostId);
+    return offline;
+  };
+
   const presence: Presence = {
     set: op((nodeId: string, hostId: string, ttlMs: number) => {
       assertDuration('ttlMs', ttlMs);
+      const previous = read(presenceMap, nodeId);
+      if (previous !== undefined && previous !== hostId) hostNodes.get(previous)?.delete(nodeId);
       write(presenceMap, nodeId, hostId, ttlMs);
+      hostNodes.set(hostId, (hostNodes.get(hostId) ?? new Set()).add(nodeId));
     }),
-    get: op((nodeId: string) => read(presenceMap, nodeId) ?? null),
+    get: op((nodeId: string) => holderOf(nodeId) ?? null),
     remove: op((nodeId: string, hostId?: string) => {
       const holder = read(presenceMap, nodeId);
       if (holder === undefined || (hostId !== undefined && holder !== hostId)) return false;
+      hostNodes.get(holder)?.delete(nodeId);
       return presenceMap.delete(nodeId);
     }),
     online: op((nodeIds: readonly string[]) => {
       const result = new Map<string, string>();
       for (const id of nodeIds) {
-        const holder = read(presenceMap, id);
+        const holder = holderOf(id);
         if (holder !== undefined) result.set(id, holder);
       }
       return result;
     }),
     list: op(() => presence.online([...presenceMap.keys()])),
+    renewHost: op((hostId: string, ttlMs: number) => {
+      assertDuration('ttlMs', ttlMs);
+      const wasLive = read(leases, hostId) !== undefined;
+      write(leases, hostId, true, ttlMs);
+      return wasLive;
+    }),
+    clearHost: op(clearHost),
+    clearExpiredHosts: op(() => {
+      const cleared = new Map<string, string[]>();
+      for (const hostId of new Set([...hostNodes.keys(), ...leases.keys()])) {
+        if (read(leases, hostId) === undefined) cleared.set(hostId, clearHost(hostId));
+      }
+      return cleared;
+    }),
   };
 
   const heartbeats: Heartbeats = {

@@ -10,26 +10,42 @@
 export type StoreKind = 'redis' | 'memory';
 
 /**
- * Which host currently holds each compute node. A node is online while its presence entry lives;
- * the holder refreshes it well inside the TTL, so a crashed host's nodes go offline by themselves.
+ * Which host (api process) currently holds each compute node, and which hosts are alive. A node is
+ * online while its presence entry lives **and** its holder holds a live host lease: each api process
+ * renews its lease every few seconds, so a killed one's nodes drop out of `get`/`online`/`list` within
+ * the lease TTL, long before their own entries expire. The store also keeps, per host, the ids of the
+ * nodes it has held, so what a dead or restarted host left behind can be found and cleared.
  * @example
+ * await store.presence.renewHost(config.hostId, 6_000); // every 2 s while the process lives
  * await store.presence.set('node-7', config.hostId, 15_000);
  * const held = await store.presence.online(['node-7', 'node-8']); // Map { 'node-7' => 'host-a' }
  */
 export interface Presence {
-  /** Mark `nodeId` online, held by `hostId`, for `ttlMs` (overwrites the holder and TTL). */
+  /** Mark `nodeId` held by `hostId` for `ttlMs` (overwrites the holder and TTL), and list it under the host. */
   set(nodeId: string, hostId: string, ttlMs: number): Promise<void>;
-  /** The host holding `nodeId`, or null when the node is offline. */
+  /** The host holding `nodeId`, or null when the node is offline (no entry, or its host has no lease). */
   get(nodeId: string): Promise<string | null>;
   /**
-   * Mark `nodeId` offline. With `hostId`, only if that host still holds it, so a host shutting down
+   * Drop `nodeId`'s entry. With `hostId`, only if that host still holds it, so a host shutting down
    * cannot evict a node that another host has taken over. Resolves true when an entry was removed.
    */
   remove(nodeId: string, hostId?: string): Promise<boolean>;
-  /** The online subset of `nodeIds` with each holder (one MGET on Redis); offline ids are absent. */
+  /** The online subset of `nodeIds` with each holder (one round trip on Redis); offline ids are absent. */
   online(nodeIds: readonly string[]): Promise<Map<string, string>>;
   /** Every online node with its holder, without SCAN (Redis keeps a sorted set of expiries). */
   list(): Promise<Map<string, string>>;
+  /** Take or renew `hostId`'s lease for `ttlMs`. Resolves false when it was not live before (first take, or lapsed). */
+  renewHost(hostId: string, ttlMs: number): Promise<boolean>;
+  /**
+   * Forget `hostId`: drop its lease, the presence entries it still holds and its list of nodes.
+   * Resolves with the nodes of that list that are offline now (those another live host holds are not).
+   */
+  clearHost(hostId: string): Promise<string[]>;
+  /**
+   * `clearHost` for every host whose lease has expired, each checked and cleared in one atomic step
+   * (so a host that renews in between is never cleared). Resolves with each cleared host's offline nodes.
+   */
+  clearExpiredHosts(): Promise<Map<string, string[]>>;
 }
 
 /** Each node's latest heartbeat, stored as JSON (so Dates come back as strings, as with Redis). */
