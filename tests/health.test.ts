@@ -2,7 +2,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import { startApi } from '../api/api.js';
 import { createApp } from '../api/app.js';
 import { createMetricsRegistry } from '../api/metrics/registry.js';
 import { loadConfig } from '../lib/config.js';
@@ -10,6 +11,7 @@ import { startEmbeddedPostgres } from '../lib/db/embedded.js';
 import { createLogger } from '../lib/logger.js';
 import { openServices, type Services } from '../lib/services.js';
 import { type DevServer, startDevServer } from '../lib/temporal/dev-server.js';
+import { startWorker } from '../worker/worker.js';
 import { freePort } from './helpers/ports.js';
 
 // Each dependency is this file's own, so stopping one never disturbs other test files.
@@ -133,4 +135,56 @@ describe('GET /api/health', () => {
       await expect.poll(async () => (await health()).status, { timeout: 20_000, interval: 250 }).toBe(200);
     },
   );
+
+  it('an api started while Temporal is down says what it lacks, and is ready once Temporal is back and a worker polls', async () => {
+    await temporal.stop();
+    const config = {
+      ...services.config,
+      PORT: 0,
+      ADMIN_API_KEY: 'a'.repeat(40),
+      TEMPORAL_TASK_QUEUE: 'order',
+    };
+    const api = await startApi({ ...services, config }); // does not wait for Temporal, nor fail
+    const probe = async () => {
+      const res = await fetch(`${api.url}/api/health`);
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    try {
+      const down = await probe();
+      expect(down.status).toBe(503);
+      expect(down.body).toMatchObject({
+        status: 'unavailable',
+        down: ['temporal'],
+        notReady: ['namespace', 'host_worker', 'task_worker'],
+      });
+      expect(down.body.checks).toHaveProperty(
+        ['namespace', 'error'],
+        expect.stringMatching(/^cannot register namespace neurogrid yet: /),
+      );
+
+      temporal = await startTemporal();
+      const notReady = await vi.waitFor(
+        async () => {
+          const r = await probe();
+          expect(r.body.notReady).toEqual(['task_worker']);
+          return r;
+        },
+        { timeout: 30_000, interval: 250 },
+      );
+      expect(notReady.status).toBe(503);
+      expect(notReady.body.error).toEqual({
+        code: 'unavailable',
+        message: 'not ready: no worker polls task queue order: submitted tasks wait until one does',
+      });
+
+      const worker = await startWorker({ ...services, config });
+      try {
+        await expect.poll(async () => (await probe()).status, { timeout: 20_000, interval: 250 }).toBe(200);
+      } finally {
+        await worker.close();
+      }
+    } finally {
+      await api.close();
+    }
+  }, 120_000);
 });
