@@ -36,12 +36,12 @@ describe.skipIf(!process.env.REDIS_URL)('api started before any worker', () => {
   });
 
   it('is not ready until a worker polls, accepts a task meanwhile, and completes it once one does', async () => {
-    const environment = { ...env.env, PORT: String(await freePort()) };
+    const environment: Record<string, string> = { ...env.env, PORT: String(await freePort()) };
     const api = await spawnApi(environment);
     procs.push(api.proc);
     const health = async () => {
       const res = await fetch(`${api.url}/api/health`);
-      return { status: res.status, body: await res.json() };
+      return { status: res.status, body: (await res.json()) as { checks: Record<string, unknown> } };
     };
 
     const waiting = await health();
