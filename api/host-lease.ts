@@ -115,7 +115,11 @@ export async function holdHostLease(deps: Deps, localNodes: () => string[]): Pro
     async close() {
       clearInterval(timer);
       await busy;
-      await markOffline(await store.presence.clearHost(hostId));
+      try {
+        await markOffline(await store.presence.clearHost(hostId));
+      } catch (err) {
+        lease.warn({ err }, 'could not drop the host lease; it expires by itself');
+      }
     },
   };
 }

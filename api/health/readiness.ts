@@ -44,6 +44,7 @@ export function apiReadiness(
   const connection = healthConnection(services.endpoints.temporalAddress);
   const stopping = new AbortController();
   let namespaceProblem: string | undefined = `registering namespace ${namespace} and its search attributes`;
+  let hostWorkerProblem: string | undefined = "this api's host-queue worker is not running yet";
   let hostWorker: RunningWorker | undefined;
   let loop: Promise<void> | undefined;
 
@@ -53,10 +54,7 @@ export function apiReadiness(
   const checks: DependencyCheck[] = [
     { name: 'host_lease', check: async () => fail(lease.problem) },
     { name: 'namespace', check: async () => fail(namespaceProblem) },
-    {
-      name: 'host_worker',
-      check: async () => fail(hostWorker ? undefined : "this api's host-queue worker is not running yet"),
-    },
+    { name: 'host_worker', check: async () => fail(hostWorkerProblem) },
     {
       name: 'task_worker',
       check: async (signal) => {
@@ -89,11 +87,13 @@ export function apiReadiness(
           taskQueue: hostTaskQueue(taskQueue, config.hostId),
           activities: hostActivities,
         });
+        hostWorkerProblem = undefined;
         return tried();
       } catch (err) {
         if (stopping.signal.aborted) return;
         const message = (err as Error).message;
         if (namespaceProblem) namespaceProblem = `cannot register namespace ${namespace} yet: ${message}`;
+        else hostWorkerProblem = `this api's host-queue worker cannot start yet: ${message}`;
         if (attempt === 1 || attempt % 10 === 0) {
           log.warn({ err, attempt }, 'Temporal is not ready for this api yet; retrying in the background');
         }
