@@ -44,7 +44,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 // Presence keys (after the prefix): `presence:<node>` → host, `presence-index` (node → expiry),
 // `host:<host>` (the host's lease), `host-nodes:<host>` (set of the nodes it has held), `hosts` (set of
 // hosts with a lease or a node set). A holder's keys are only known once its entry is read, so these
-// scripts build them from the prefix (ARGV[1]): fine on one Redis, not on Redis Cluster.
+// scripts build them from the prefix (ARGV[1]): fine on one Redis, not on Redis Cluster. The two sets
+// live a day past their last write: ample for a live api to clear a dead one, and an abandoned prefix
+// still leaves nothing behind.
+const HOST_RECORD_MS = 24 * 3600 * 1000;
 
 /** KEYS: node key, index. ARGV: prefix, hostId, ttlMs, nodeId. The index scores each node by its expiry. */
 const PRESENCE_SET = `${NOW_LUA}
@@ -54,6 +57,8 @@ if previous and previous ~= host then redis.call('SREM', p .. 'host-nodes:' .. p
 redis.call('SET', KEYS[1], host, 'PX', ttl)
 redis.call('SADD', p .. 'host-nodes:' .. host, node)
 redis.call('SADD', p .. 'hosts', host)
+redis.call('PEXPIRE', p .. 'host-nodes:' .. host, ${HOST_RECORD_MS})
+redis.call('PEXPIRE', p .. 'hosts', ${HOST_RECORD_MS})
 redis.call('ZADD', KEYS[2], string.format('%d', now + ttl), node)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%d', now))
 -- The index outlives its longest entry and no more, so an abandoned prefix leaves nothing behind.
@@ -85,6 +90,7 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)`;
 const HOST_RENEW = `local was = redis.call('EXISTS', KEYS[1])
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ${HOST_RECORD_MS})
 return was`;
 
 /** Forget one host (lease, its entries, its node set); returns its nodes that are offline now. */
