@@ -6,6 +6,9 @@
  * reward = ⌊517·0.8⌋ = 413; fee = 517 − 413 = 104; refund = 825 − 517 = 308.
  */
 
+import { MAX_AMOUNT } from './ledger/money.js';
+import { AmountOverflowError } from './ledger/types.js';
+
 const BPS = 10_000n;
 
 export interface ModelPrices {
@@ -40,6 +43,10 @@ const clamp = (v: number, { min, max }: { min: number; max: number }) =>
 /**
  * The most a task can cost: every input byte counted as a token (no tokenizer makes tokens smaller than
  * a byte) and the full output allowance. Capped by the client's `maxPrice` when given. This is held.
+ * A model may be priced anywhere in BIGINT, so the worst case of a large task can exceed it; the hold
+ * cannot, since it is stored and posted.
+ * @throws {AmountOverflowError} when the hold exceeds MAX_AMOUNT (the API answers 422; a lower
+ *   `maxPrice` or priority makes the task admissible).
  */
 export function holdAmount(
   model: ModelPrices,
@@ -53,7 +60,13 @@ export function holdAmount(
     task.priority,
     terms,
   );
-  return task.maxPrice !== undefined && task.maxPrice < worst ? task.maxPrice : worst;
+  const hold = task.maxPrice !== undefined && task.maxPrice < worst ? task.maxPrice : worst;
+  if (hold > MAX_AMOUNT) {
+    throw new AmountOverflowError(
+      `maxPrice: the task's worst-case price, ${worst} tokens, exceeds the largest amount (${MAX_AMOUNT}); set a maxPrice of at most that, or a lower priority`,
+    );
+  }
+  return hold;
 }
 
 export interface Settlement {

@@ -1,16 +1,18 @@
 import { z } from 'zod';
+import { safeText } from './text.js';
 
 /**
  * What each task type takes and returns: the one definition shared by the REST API (input), the node
- * agent (running it) and verification (judging the output).
+ * agent (running it) and verification (judging the output). Text a client sends is `safeText()`: no
+ * NUL, no lone surrogates, which PostgreSQL cannot store.
  */
 export const TASK_TYPES = ['text_generation', 'embedding'] as const;
 export type TaskType = (typeof TASK_TYPES)[number];
 
-const message = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
+const message = z.object({ role: z.enum(['system', 'user', 'assistant']), content: safeText() });
 
 export const textGenerationInput = z.union([
-  z.object({ prompt: z.string().min(1) }).strict(),
+  z.object({ prompt: safeText().min(1) }).strict(),
   z.object({ messages: z.array(message).min(1).max(256) }).strict(),
 ]);
 export const textGenerationParams = z
@@ -18,7 +20,7 @@ export const textGenerationParams = z
     maxTokens: z.number().int().min(1).max(1_000_000).optional(),
     temperature: z.number().min(0).max(2).optional(),
     topP: z.number().gt(0).max(1).optional(),
-    stop: z.array(z.string().max(64)).max(8).optional(),
+    stop: z.array(safeText().max(64)).max(8).optional(),
     seed: z.number().int().optional(),
   })
   .strict();
@@ -27,8 +29,8 @@ export const textGenerationOutput = z
   .strict();
 
 export const embeddingInput = z.union([
-  z.object({ text: z.string().min(1) }).strict(),
-  z.object({ texts: z.array(z.string().min(1)).min(1).max(256) }).strict(),
+  z.object({ text: safeText().min(1) }).strict(),
+  z.object({ texts: z.array(safeText().min(1)).min(1).max(256) }).strict(),
 ]);
 export const embeddingParams = z
   .object({ dimensions: z.number().int().min(1).max(65_536).optional() })

@@ -1,8 +1,9 @@
 import { z } from 'zod';
+import { safeText } from '../../protocol/text.js';
 
-/** A display name: trimmed, 1–200 characters. */
-const displayName = z.string().trim().min(1).max(200);
-const label = z.string().trim().min(1).max(100);
+/** A display name: trimmed, 1–200 characters, no NUL or lone surrogates. */
+const displayName = safeText().trim().min(1).max(200);
+const label = safeText().trim().min(1).max(100);
 
 /** `POST /api/admin/clients` and `POST /api/admin/node-owners`. */
 export const createAccountBody = z.object({ name: displayName }).strict();

@@ -2,6 +2,7 @@ import type { ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { ZodError } from 'zod';
+import { AmountOverflowError } from '../../lib/ledger/types.js';
 import type { Logger } from '../../lib/logger.js';
 import { ApiError, CODE_FOR_STATUS, type ErrorBody } from '../errors.js';
 
@@ -16,6 +17,11 @@ export function errorHandler(log: Logger): ErrorHandler {
     } else if (err instanceof ZodError) {
       status = 400;
       body = { error: { code: 'validation_failed', message: describeZodError(err), details: err.issues } };
+    } else if (err instanceof AmountOverflowError) {
+      // Amounts that fit BIGINT one by one but not together (a hold, a balance): the request is
+      // well-formed but cannot be carried out, and nothing was posted.
+      status = 422;
+      body = { error: { code: 'validation_failed', message: err.message } };
     } else if (err instanceof HTTPException) {
       status = err.status;
       body = {

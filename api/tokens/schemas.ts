@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { amount } from '../../lib/ledger/money.js';
 import { TRANSACTION_TYPES } from '../../lib/ledger/types.js';
+import { safeText } from '../../protocol/text.js';
 import { ApiError } from '../errors.js';
+import { instant } from '../middleware/validate.js';
 import { idempotencyKey } from '../tasks/schemas.js';
 
 /** `POST /api/tokens/withdraw`: always from the calling node's own account. */
@@ -9,8 +11,7 @@ export const withdrawBody = z
   .object({
     amount,
     /** Where the payout goes: an address or IBAN label, handed to the payout adapter as is. */
-    destination: z
-      .string()
+    destination: safeText()
       .trim()
       .min(1)
       .max(200)
@@ -25,7 +26,7 @@ export const topupBody = z
     clientId: z.guid('must be a client id (UUID)'),
     amount,
     /** Why, for the audit record. */
-    note: z.string().trim().max(500).optional(),
+    note: safeText().trim().max(500).optional(),
   })
   .strict();
 export type TopupBody = z.infer<typeof topupBody>;
@@ -36,8 +37,6 @@ const transactionTypes = z
   .transform((v) => (Array.isArray(v) ? v : [v]).flatMap((s) => s.split(',')).filter((s) => s !== ''))
   .pipe(z.array(z.enum(TRANSACTION_TYPES)).min(1));
 
-const instant = z.iso.datetime({ offset: true }).transform((s) => new Date(s));
-
 /** `GET /api/tokens/history/:accountId`: newest first, filtered by type and time (since ≤ t < until). */
 export const historyQuery = z
   .object({
@@ -46,7 +45,7 @@ export const historyQuery = z
     until: instant.optional(),
     limit: z.coerce.number().int().min(1).max(100).default(50),
     /** The `nextCursor` of the previous page. */
-    cursor: z.string().min(1).max(200).optional(),
+    cursor: safeText().min(1).max(200).optional(),
   })
   .strict()
   .refine((q) => !q.since || !q.until || q.since < q.until, {

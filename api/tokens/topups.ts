@@ -1,4 +1,6 @@
 import { createLedger } from '../../lib/ledger/ledger.js';
+import { MAX_AMOUNT } from '../../lib/ledger/money.js';
+import { AmountOverflowError } from '../../lib/ledger/types.js';
 import type { AppDeps } from '../app.js';
 import type { Principal } from '../auth/principal.js';
 import { ApiError } from '../errors.js';
@@ -21,7 +23,8 @@ export function topupService({ prisma, log }: Deps) {
 
   /**
    * Idempotent per client and Idempotency-Key: a retry returns the same transaction; the same key with
-   * another amount is 409.
+   * another amount is 409. A new top-up that would carry the client's total (available + held) past
+   * MAX_AMOUNT is 422: holds move tokens between the two, so a total that fits keeps both in BIGINT.
    */
   async function topUp(principal: AdminPrincipal, key: string, body: TopupBody, requestId?: string) {
     const { clientId, amount, note } = body;
@@ -33,13 +36,25 @@ export function topupService({ prisma, log }: Deps) {
       at: new Date().toISOString(),
       ...(requestId ? { requestId } : {}),
     };
-    const posted = await ledger.post({
-      idempotencyKey,
-      type: 'topup',
-      legs: [{ from: { kind: 'external_topups' }, to: { kind: 'client', ownerId: clientId }, amount }],
-      reference: clientId,
-      metadata: audit,
-    });
+    // A replay is judged by its key below, never by the balance it helped to reach.
+    if (!(await ledger.findTransaction(idempotencyKey))) {
+      const { total } = await ledger.balance({ kind: 'client', ownerId: clientId });
+      if (total + amount > MAX_AMOUNT) throw exceedsLargestBalance(total);
+    }
+    let posted: Awaited<ReturnType<typeof ledger.post>>;
+    try {
+      posted = await ledger.post({
+        idempotencyKey,
+        type: 'topup',
+        legs: [{ from: { kind: 'external_topups' }, to: { kind: 'client', ownerId: clientId }, amount }],
+        reference: clientId,
+        metadata: audit,
+      });
+    } catch (err) {
+      // A concurrent top-up got there first, or all top-ups together reached the external account's floor.
+      if (err instanceof AmountOverflowError) throw exceedsLargestBalance();
+      throw err;
+    }
     if (!posted.created) {
       const earlier = await ledger.findTransaction(idempotencyKey);
       if (earlier && creditedTo(earlier, 'client') !== amount) {
@@ -65,4 +80,13 @@ export function topupService({ prisma, log }: Deps) {
   }
 
   return { topUp };
+}
+
+function exceedsLargestBalance(total?: bigint): ApiError {
+  const now = total === undefined ? '' : `; the client has ${total}`;
+  return new ApiError(
+    422,
+    'validation_failed',
+    `amount would exceed the largest balance (${MAX_AMOUNT} tokens)${now}`,
+  );
 }

@@ -8,8 +8,8 @@ import {
 } from './accounts.js';
 import { MAX_AMOUNT, MIN_BALANCE } from './money.js';
 import {
+  AmountOverflowError,
   InsufficientFundsError,
-  LedgerInputError,
   NON_NEGATIVE_KINDS,
   type PostResult,
   type TransactionType,
@@ -34,8 +34,9 @@ export const REVERSED_ELSEWHERE = Symbol('reversed elsewhere');
  * the transaction, its postings and the new cached balances in one statement.
  *
  * Idempotency: the unique index on idempotency_key is the guard. A duplicate that committed before we
- * got the row locks is found when the insert does nothing (or before refusing for lack of funds, since
- * the original may have spent them); one still in flight makes our insert wait for its outcome.
+ * got the row locks is found when the insert does nothing (or before refusing for lack of funds or for a
+ * balance past BIGINT, since the original may have spent or filled the account); one still in flight
+ * makes our insert wait for its outcome.
  */
 export async function writeTransaction(
   tx: Tx,
@@ -45,7 +46,16 @@ export async function writeTransaction(
     tx,
     draft.entries.map((e) => e.ref),
   );
-  const postings = plan(draft, accounts);
+  let postings: ReturnType<typeof plan>;
+  try {
+    postings = plan(draft, accounts);
+  } catch (err) {
+    // As for lack of funds below: a replay whose original filled the account is answered by its key.
+    if (!(err instanceof AmountOverflowError)) throw err;
+    const earlier = await findConflict(tx, draft);
+    if (earlier) return earlier;
+    throw err;
+  }
   const short = [...accounts.values()].find(
     (a) => NON_NEGATIVE_KINDS.includes(a.kind) && (postings.final.get(a.id) ?? a.balance) < 0n,
   );
@@ -103,7 +113,7 @@ function plan(draft: Draft, accounts: Map<string, LockedAccount>) {
     const account = accounts.get(refKey(entry.ref)) as LockedAccount;
     const balance = (final.get(account.id) ?? account.balance) + entry.amount;
     if (balance > MAX_AMOUNT || balance < MIN_BALANCE) {
-      throw new LedgerInputError(`the ${account.kind} account's balance would overflow`);
+      throw new AmountOverflowError(`the ${account.kind} account's balance would overflow`);
     }
     final.set(account.id, balance);
     accountIds.push(account.id);

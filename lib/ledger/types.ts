@@ -94,6 +94,18 @@ export class LedgerInputError extends Error {
 }
 
 /**
+ * An amount or a balance would leave the BIGINT range (above MAX_AMOUNT, or below MIN_BALANCE for the
+ * external accounts): a top-up past the largest balance, a task whose hold does not fit. A
+ * LedgerInputError, so callers that refuse malformed input refuse this too; nothing is posted.
+ */
+export class AmountOverflowError extends LedgerInputError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AmountOverflowError';
+  }
+}
+
+/**
  * `reverse()` refused: the transaction does not exist, is itself a reversal (post the original again
  * instead), or was already reversed under another idempotency key. Nothing is posted.
  */
