@@ -3,7 +3,7 @@ import { Prisma } from '../../generated/prisma/client.js';
 import { crashPoint } from '../../lib/faults.js';
 import { createLedger } from '../../lib/ledger/ledger.js';
 import { postHold } from '../../lib/ledger/task-postings.js';
-import { InsufficientFundsError } from '../../lib/ledger/types.js';
+import { AmountOverflowError, InsufficientFundsError } from '../../lib/ledger/types.js';
 import { holdAmount } from '../../lib/pricing.js';
 import { startTaskWorkflow } from '../../lib/tasks/workflow-start.js';
 import { TASK_TYPE_SCHEMAS } from '../../protocol/task-types.js';
@@ -98,9 +98,10 @@ export function createTaskAdmission(deps: Deps) {
         try {
           await postHold(ledger, { taskId: task.id, clientId: task.clientId, amount: task.holdAmount });
         } catch (err) {
-          if (!(err instanceof InsufficientFundsError)) throw err;
+          if (!(err instanceof InsufficientFundsError || err instanceof AmountOverflowError)) throw err;
           // No hold, so no workflow was ever started for this row: nothing else refers to it.
           await prisma.task.deleteMany({ where: { id: task.id, status: 'queued' } });
+          if (err instanceof AmountOverflowError) throw err;
           throw new ApiError(
             402,
             'payment_required',
