@@ -23,11 +23,7 @@ export async function runBaseline(
   const { config, log, endpoints } = services;
   const taskQueue = `bench-baseline-${randomBytes(4).toString('hex')}`;
   const activities: BaselineActivities = { async noop() {} };
-  const { connection, client } = await connectTemporalClient(
-    endpoints.temporalAddress,
-    config.TEMPORAL_NAMESPACE,
-    log,
-  );
+  const { connection, client } = connectTemporalClient(endpoints.temporalAddress, config.TEMPORAL_NAMESPACE);
   let worker: RunningWorker | undefined;
   try {
     // An external server may lack the namespace (the coordinator's own worker registers it only later).

@@ -28,7 +28,7 @@ export interface Services {
 }
 
 export async function openServices(config: Config, endpoints: Endpoints, log: Logger): Promise<Services> {
-  const temporal = await connectTemporalClient(endpoints.temporalAddress, config.TEMPORAL_NAMESPACE, log);
+  const temporal = connectTemporalClient(endpoints.temporalAddress, config.TEMPORAL_NAMESPACE);
   const probe = healthConnection(endpoints.temporalAddress);
   const prisma = createPrisma(endpoints.databaseUrl);
   const store = createStore(endpoints.redisUrl, { log, keyPrefix: config.REDIS_KEY_PREFIX });

@@ -5,21 +5,16 @@ import type { Logger } from '../logger.js';
 export const TEMPORAL_CONNECT_TIMEOUT_MS = 60_000;
 
 /**
- * Connect a Temporal client, retrying while the server starts (compose brings services up in any order).
- * @example const { client } = await connectTemporalClient('127.0.0.1:7233', 'neurogrid', log);
+ * A Temporal client whose connection is made at its first call, so a process starts whatever the
+ * order services come up in (compose, a Temporal restart); until Temporal answers, calls fail after
+ * their deadline and `/api/health` says what is missing.
+ * @example const { client } = connectTemporalClient('127.0.0.1:7233', 'neurogrid');
  */
-export async function connectTemporalClient(
+export function connectTemporalClient(
   address: string,
   namespace: string,
-  log: Logger,
-  timeoutMs = TEMPORAL_CONNECT_TIMEOUT_MS,
-): Promise<{ connection: Connection; client: Client }> {
-  const connection = await retryUntil(
-    () => Connection.connect({ address, connectTimeout: 2_000 }),
-    address,
-    log,
-    timeoutMs,
-  );
+): { connection: Connection; client: Client } {
+  const connection = Connection.lazy({ address, connectTimeout: 2_000 });
   return { connection, client: new Client({ connection, namespace }) };
 }
 
