@@ -7,9 +7,11 @@ import {
   coordinatorFrame,
   type HelloFrame,
   helloFrame,
+  isReportType,
   type NodeFrame,
   nodeFrame,
   PROTOCOL_VERSION,
+  type ReportFrame,
 } from '../protocol/frames.js';
 import { usage as usageSchema } from '../protocol/task-types.js';
 import type { BackendResult, BackendTask } from './backends/types.js';
@@ -43,8 +45,11 @@ interface Running {
 }
 
 const DEFAULT_HEARTBEAT_MS = 10_000;
-const RESULT_SLACK_MS = 60_000;
+/** How long past an attempt's deadline its unanswered report is still sent. */
+const REPORT_SLACK_MS = 60_000;
 const MAX_OUTBOX = 1_000;
+/** A report neither acked nor refused within this is sent again. */
+const DEFAULT_REPORT_ACK_TIMEOUT_MS = 10_000;
 const v = PROTOCOL_VERSION;
 
 /**
@@ -52,8 +57,10 @@ const v = PROTOCOL_VERSION;
  * backend, report, reconnect with backoff. The one implementation behind the `neurogrid-node` CLI, the
  * demo and the tests' simulated nodes.
  *
- * Results and errors are kept until the coordinator acks them (`ack` of `result`/`error` with the
- * attemptId), and re-sent after every reconnect, so work done while disconnected is not lost.
+ * Reports (accept, reject, result, error) are kept until the coordinator acks them, and sent again
+ * with backoff when it answers `internal` or not at all, and after every reconnect, so work done while
+ * the coordinator or its Temporal was unreachable is not lost (see Outbox). With several coordinator
+ * addresses it fails over between them.
  * @example
  * const agent = new NodeAgent({
  *   coordinatorUrl: 'http://127.0.0.1:3000',
@@ -108,9 +115,17 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
     this.hello = hello.data;
     this.helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
     this.log = options.log ?? SILENT;
-    this.outbox = new Outbox(MAX_OUTBOX, this.log);
+    this.outbox = new Outbox({
+      max: MAX_OUTBOX,
+      log: this.log,
+      send: (text) => this.ready && this.connection.send(text),
+      retry: { ...DEFAULT_BACKOFF, ...options.reports },
+      ackTimeoutMs: options.reports?.ackTimeoutMs ?? DEFAULT_REPORT_ACK_TIMEOUT_MS,
+    });
+    const urls = [options.coordinatorUrl].flat();
+    if (urls.length === 0) throw new TypeError('NodeAgent: coordinatorUrl names no coordinator');
     this.connection = new CoordinatorConnection({
-      url: socketUrl(options.coordinatorUrl),
+      urls: urls.map(socketUrl),
       apiKey: options.apiKey,
       backoff: { ...DEFAULT_BACKOFF, ...options.reconnect },
       stableAfterMs: options.reconnect?.stableAfterMs ?? 10_000,
@@ -130,6 +145,7 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
       nodeId: this.nodeId,
       inflight: this.tasks.size,
       reconnects: this.connection.redials,
+      coordinatorUrl: this.connection.url,
     };
   }
 
@@ -179,12 +195,14 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
     this.ready = false;
     clearTimeout(this.helloTimer);
     clearInterval(this.heartbeat);
+    this.outbox.suspend();
     if (opened) this.emit('disconnected', { code, reason });
   }
 
   /** The key was refused: retrying cannot help, and nothing can be delivered any more. */
   private fail(err: Error): void {
     this.state = 'stopped';
+    this.outbox.suspend();
     for (const entry of this.tasks.values()) {
       entry.cancelled = true;
       entry.controller.abort(err);
@@ -214,6 +232,7 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
     }
     await raceTimeout(running(), 1_000); // their error frames are sent as they settle
     await this.connection.close();
+    this.outbox.suspend();
     this.state = 'stopped';
     this.log.info('stopped');
   }
@@ -250,8 +269,7 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
 
   private onAck(frame: AckFrame): void {
     if (frame.of === 'hello') this.onHelloAck(frame);
-    else if ((frame.of === 'result' || frame.of === 'error') && frame.attemptId)
-      this.outbox.delete(frame.attemptId);
+    else if (frame.attemptId) this.outbox.settle(frame.attemptId, frame.of);
   }
 
   private onHelloAck(frame: AckFrame): void {
@@ -263,8 +281,8 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
     this.heartbeat = setInterval(() => this.sendHeartbeat(), heartbeatIntervalMs);
     this.connection.established(heartbeatIntervalMs);
     this.sendHeartbeat(); // the coordinator learns our load at once, e.g. tasks that ran through a reconnect
-    for (const text of this.outbox.pending()) this.connection.send(text);
-    this.log.info({ nodeId: this.nodeId, heartbeatIntervalMs }, 'connected');
+    this.outbox.flush();
+    this.log.info({ nodeId: this.nodeId, heartbeatIntervalMs, url: this.connection.url }, 'connected');
     this.emit('connected', { nodeId: this.nodeId, heartbeatIntervalMs });
     this.startWaiter?.resolve();
     this.startWaiter = undefined;
@@ -278,10 +296,13 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
 
   private onAssign(frame: AssignFrame): void {
     const id = frame.attemptId;
-    // Dispatch is at-least-once: the same assignment again gets the same answer and runs once.
-    if (this.tasks.has(id)) return void this.send({ v, type: 'accept', attemptId: id });
-    const queued = this.outbox.get(id);
-    if (queued) return void this.connection.send(queued);
+    // Dispatch is at-least-once: the same assignment again gets its unanswered report again (an answered
+    // one needs nothing more) and runs once.
+    if (this.outbox.has(id) || this.tasks.has(id)) {
+      this.outbox.resend(id);
+      return;
+    }
+    const expiresAt = Date.now() + frame.acceptTimeoutMs + REPORT_SLACK_MS;
 
     this.counters.assigned++;
     this.emit('assigned', frame);
@@ -289,12 +310,12 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
     if (decision === 'ignore') return;
     const reason = this.rejection(frame, decision);
     if (reason) {
-      this.send({ v, type: 'reject', attemptId: id, reason });
+      this.outbox.add(id, { v, type: 'reject', attemptId: id, reason }, expiresAt);
       this.counters.rejected++;
       this.emit('rejected', { attemptId: id, reason });
       return;
     }
-    this.send({ v, type: 'accept', attemptId: id });
+    this.outbox.add(id, { v, type: 'accept', attemptId: id }, expiresAt);
     this.counters.accepted++;
     this.emit('accepted', { attemptId: id });
     this.run(frame);
@@ -312,18 +333,33 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
   }
 
   private onCancel(frame: CancelFrame): void {
-    this.outbox.delete(frame.attemptId);
+    this.outbox.drop(frame.attemptId);
     this.abortTask(frame.attemptId, frame.reason);
   }
 
+  /** Every error frame names the frame it answers (`ref`, and `attemptId` when that frame had one). */
   private onCoordinatorError(frame: CoordinatorErrorFrame): void {
     const { code, message, ref, attemptId } = frame;
     this.log.warn({ code, message, ref, attemptId }, 'the coordinator reported an error');
     this.emit('coordinator-error', frame);
-    // The attempt is over for the coordinator: stop spending the GPU on it and stop re-sending.
-    if (attemptId && (code === 'attempt_closed' || code === 'not_your_attempt')) {
-      this.outbox.delete(attemptId);
-      this.abortTask(attemptId, code);
+    if (ref === 'hello' && code === 'internal' && !this.ready) {
+      this.connection.drop(); // say hello again on a new connection, after a backoff
+      return;
+    }
+    if (!attemptId || !isReportType(ref)) return;
+    switch (code) {
+      case 'internal':
+        this.outbox.retryLater(attemptId, ref);
+        break;
+      case 'attempt_closed':
+      case 'not_your_attempt':
+      case 'malformed_frame':
+        this.outbox.settle(attemptId, ref); // the same frame again would get the same answer
+        // The attempt is over for the coordinator: stop spending the GPU on it. Not for a refused
+        // accept: it may be a copy of one already taken (its ack lost); a closed attempt gets a cancel.
+        if (code !== 'malformed_frame' && !(code === 'attempt_closed' && ref === 'accept')) {
+          this.abortTask(attemptId, code);
+        }
     }
   }
 
@@ -354,7 +390,7 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
       controller,
       cancelled: false,
       shutdown: false,
-      expiresAt: Date.now() + frame.resultTimeoutMs + RESULT_SLACK_MS,
+      expiresAt: Date.now() + frame.resultTimeoutMs + REPORT_SLACK_MS,
       done: work
         .then(
           (result) => this.finish(attemptId, entry, startedAt, { ok: true, result }),
@@ -378,9 +414,9 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
       if (outcome.result.usage !== undefined && !usage.success) {
         this.log.warn({ attemptId }, 'backend reported invalid usage; leaving it out');
       }
-      const frame: NodeFrame = { v, type: 'result', attemptId, output: outcome.result.output };
+      const frame: ReportFrame = { v, type: 'result', attemptId, output: outcome.result.output };
       if (usage.success) frame.usage = usage.data;
-      this.deliver(attemptId, frame, entry.expiresAt);
+      this.outbox.add(attemptId, frame, entry.expiresAt);
       this.counters.completed++;
       const durationMs = Math.round(performance.now() - startedAt);
       this.emit('completed', { attemptId, durationMs, ...(usage.success ? { usage: usage.data } : {}) });
@@ -392,18 +428,12 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
       2_000,
     );
     this.log.warn({ attemptId, message }, 'task failed');
-    this.deliver(attemptId, { v, type: 'error', attemptId, message }, entry.expiresAt);
+    this.outbox.add(attemptId, { v, type: 'error', attemptId, message }, entry.expiresAt);
     this.counters.failed++;
     this.emit('failed', { attemptId, message });
   }
 
   // frames to the coordinator
-
-  /** Keep a result/error until acked, and send it now if connected. */
-  private deliver(attemptId: string, frame: NodeFrame, expiresAt: number): void {
-    const text = this.outbox.add(attemptId, frame, expiresAt);
-    if (this.ready) this.connection.send(text);
-  }
 
   /** Validate, then send: a frame that breaks the contract is a bug here, not something to send. */
   private send(frame: NodeFrame): boolean {

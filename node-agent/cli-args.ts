@@ -3,7 +3,8 @@ import { z } from 'zod';
 
 /** What `neurogrid-node` runs with, after flags and environment are validated. */
 export interface CliConfig {
-  coordinatorUrl: string;
+  /** One or more addresses of the coordinator's api processes, tried in turn. */
+  coordinatorUrls: string[];
   apiKey: string;
   backend:
     | {
@@ -32,7 +33,8 @@ Connects this machine to a NeuroGrid coordinator and serves its tasks with an Op
 inference server (vLLM, llama.cpp server, Ollama, …).
 
 Options:
-  --coordinator <url>        coordinator API, e.g. http://127.0.0.1:3000   [env NEUROGRID_COORDINATOR_URL]
+  --coordinator <url,…>      coordinator API, e.g. http://127.0.0.1:3000   [env NEUROGRID_COORDINATOR_URL]
+                             several (comma-separated or repeated): fail over between them
   --backend <openai|simulated>  where tasks run (default openai; simulated needs no GPU)
   --backend-url <url>        inference server, e.g. http://127.0.0.1:8000  [env NEUROGRID_BACKEND_URL]
   --models <list>            models served, name:version,… e.g. llama-3.1-8b:1,bge-small:1
@@ -54,7 +56,7 @@ Environment:
 Exit codes: 0 stopped, 1 error, 2 usage error, 3 key refused by the coordinator.`;
 
 const FLAGS = {
-  coordinator: { type: 'string' },
+  coordinator: { type: 'string', multiple: true },
   backend: { type: 'string' },
   'backend-url': { type: 'string' },
   models: { type: 'string' },
@@ -84,6 +86,11 @@ const httpUrl = z
     (s) => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol),
     'must be an http:// or https:// URL',
   );
+/** `a,b` (or the flag repeated) → the distinct URLs, in order. */
+const urlList = z
+  .string({ error: 'is required' })
+  .transform((s) => [...new Set(s.split(',').map((u) => u.trim()))].filter((u) => u !== ''))
+  .pipe(z.array(httpUrl).min(1, 'is required').max(16, 'names at most 16 addresses'));
 const int = (min: number, max: number) =>
   z.coerce
     .number({ error: 'must be a number' })
@@ -136,7 +143,7 @@ const latency = z.string().transform((s, ctx) => {
 const schema = z
   .object({
     key: z.string({ error: 'is required: export the node API key in this variable' }).min(1, 'is empty'),
-    coordinator: httpUrl,
+    coordinator: urlList,
     backend: z.enum(['openai', 'simulated'], { error: 'must be openai or simulated' }).default('openai'),
     'backend-url': httpUrl.optional(),
     'backend-api-key': z.string().optional(),
@@ -174,7 +181,7 @@ export function parseCliArgs(argv: string[], env: Record<string, string | undefi
       message: `${keyFlag.split('=')[0]} is not accepted: set NEUROGRID_NODE_KEY instead`,
     };
   }
-  let values: Partial<Record<keyof typeof FLAGS, string | boolean>>;
+  let values: Partial<Record<keyof typeof FLAGS, string | string[] | boolean>>;
   try {
     ({ values } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }));
   } catch (err) {
@@ -186,7 +193,8 @@ export function parseCliArgs(argv: string[], env: Record<string, string | undefi
   const parsed = schema.safeParse({
     ...values,
     key: env.NEUROGRID_NODE_KEY,
-    coordinator: values.coordinator ?? blank(env.NEUROGRID_COORDINATOR_URL),
+    coordinator:
+      (values.coordinator as string[] | undefined)?.join(',') ?? blank(env.NEUROGRID_COORDINATOR_URL),
     'backend-url': values['backend-url'] ?? blank(env.NEUROGRID_BACKEND_URL),
     'backend-api-key': blank(env.NEUROGRID_BACKEND_API_KEY),
     'log-level': values['log-level'] ?? blank(env.LOG_LEVEL),
@@ -212,7 +220,7 @@ export function parseCliArgs(argv: string[], env: Record<string, string | undefi
   return {
     kind: 'run',
     config: {
-      coordinatorUrl: o.coordinator,
+      coordinatorUrls: o.coordinator,
       apiKey: o.key,
       backend,
       models: o.models,

@@ -39,7 +39,7 @@ async function run(config: CliConfig): Promise<void> {
     ...config.hardware,
   };
   const agent = new NodeAgent({
-    coordinatorUrl: config.coordinatorUrl,
+    coordinatorUrl: config.coordinatorUrls,
     apiKey: config.apiKey,
     models: config.models,
     capacity: config.concurrency,
@@ -58,7 +58,7 @@ async function run(config: CliConfig): Promise<void> {
 
   log.info(
     {
-      coordinator: config.coordinatorUrl,
+      coordinators: config.coordinatorUrls,
       backend: config.backend.kind === 'openai' ? config.backend.baseUrl : 'simulated',
       models: config.models.map((m) => `${m.name}:${m.version}`),
       concurrency: config.concurrency,

@@ -1,12 +1,12 @@
 import { EventEmitter, once } from 'node:events';
 import WebSocket from 'ws';
-import { CLOSE_REPLACED, CLOSE_UNAUTHORIZED } from '../protocol/frames.js';
+import { CLOSE_KEY_REVOKED, CLOSE_REPLACED, CLOSE_UNAUTHORIZED } from '../protocol/frames.js';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { type AgentLogger, raceTimeout } from './internal.js';
 
 export interface ConnectionOptions {
-  /** ws(s)://…/api/nodes/connect */
-  url: string;
+  /** ws(s)://…/api/nodes/connect of each coordinator address, tried in turn. */
+  urls: string[];
   apiKey: string;
   backoff: BackoffOptions;
   /** A session established this long resets the backoff. */
@@ -22,21 +22,25 @@ export interface ConnectionEvents {
   message: [data: Buffer, isBinary: boolean];
   /** The current socket is gone (a redial is already scheduled unless closed or refused). */
   close: [info: { opened: boolean; code: number; reason: string }];
-  /** The coordinator refused the key: no more redials. */
+  /** The coordinator refused or revoked the key: no more redials. */
   refused: [error: Error];
 }
 
 /**
  * The socket mechanics under NodeAgent: one WebSocket to the coordinator at a time, authenticated
  * on the upgrade, redialled with backoff until close() or a refused key, and abandoned when it goes
- * silent (a half-open TCP connection otherwise looks open forever). It knows nothing of frames.
+ * silent (a half-open TCP connection otherwise looks open forever). With several coordinator
+ * addresses, every failed dial and every disconnect moves on to the next one (round robin); the
+ * backoff grows once per round, so a live address is found fast. It knows nothing of frames.
  */
 export class CoordinatorConnection extends EventEmitter<ConnectionEvents> {
   /** Dials after the first one. */
   redials = 0;
   private ws: WebSocket | undefined;
   private closing = false;
+  /** Failed dials and disconnects since the last stable session. */
   private attempt = 0;
+  private index = 0;
   private lastSeen = 0;
   private timers: { redial?: NodeJS.Timeout; stable?: NodeJS.Timeout; liveness?: NodeJS.Timeout } = {};
 
@@ -44,9 +48,15 @@ export class CoordinatorConnection extends EventEmitter<ConnectionEvents> {
     super();
   }
 
+  /** The address dialled last (or being dialled). */
+  get url(): string {
+    return this.options.urls[this.index] as string;
+  }
+
   dial(): void {
     if (this.closing) return;
-    const { url, apiKey, handshakeTimeoutMs } = this.options;
+    const { apiKey, handshakeTimeoutMs } = this.options;
+    const url = this.url;
     const ws = new WebSocket(url, {
       headers: { authorization: `Bearer ${apiKey}` },
       handshakeTimeout: handshakeTimeoutMs,
@@ -83,6 +93,11 @@ export class CoordinatorConnection extends EventEmitter<ConnectionEvents> {
       this.ws = undefined;
       this.clearTimers();
       this.emit('close', { opened: seen.opened, code, reason: reason.toString() });
+      if (code === CLOSE_KEY_REVOKED) {
+        this.closing = true;
+        this.emit('refused', new Error(`the coordinator revoked the node key (${code}); not reconnecting`));
+        return;
+      }
       if (code === CLOSE_UNAUTHORIZED || seen.httpStatus === 401 || seen.httpStatus === 403) {
         this.closing = true;
         const status = seen.httpStatus ?? code;
@@ -95,9 +110,15 @@ export class CoordinatorConnection extends EventEmitter<ConnectionEvents> {
           'another connection with this node key replaced this one: is a second agent using it?',
         );
       }
-      const delayMs = backoffDelay(this.attempt++, this.options.backoff);
+      const { urls } = this.options;
+      const delayMs = backoffDelay(Math.floor(this.attempt++ / urls.length), this.options.backoff);
+      this.index = (this.index + 1) % urls.length;
       const msg = seen.opened ? 'disconnected; reconnecting' : 'could not connect; retrying';
-      this.options.log.warn({ code, httpStatus: seen.httpStatus, error: seen.error, delayMs }, msg);
+      const next = urls.length > 1 ? { next: this.url } : {};
+      this.options.log.warn(
+        { url, code, httpStatus: seen.httpStatus, error: seen.error, delayMs, ...next },
+        msg,
+      );
       this.timers.redial = setTimeout(() => {
         this.redials++;
         this.dial();

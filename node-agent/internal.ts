@@ -31,8 +31,13 @@ export function socketUrl(coordinatorUrl: string): string {
   return url.toString();
 }
 
+/**
+ * At most `max` characters, and text the protocol accepts: NUL and lone surrogates (a backend's error
+ * body may hold them) become U+FFFD, so a report quoting them is not refused.
+ */
 export function truncate(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+  const cut = text.length > max ? `${text.slice(0, max - 1)}…` : text;
+  return cut.toWellFormed().replaceAll('\0', '\uFFFD');
 }
 
 /** Wait for `promise` at most `ms`; true when it settled in time. The timer never outlives the wait. */

@@ -10,8 +10,11 @@ import type { AgentLogger } from './internal.js';
 export type CoordinatorErrorFrame = Extract<CoordinatorFrame, { type: 'error' }>;
 
 export interface NodeAgentOptions {
-  /** http(s)://host:port of the coordinator API; the agent connects to its node WebSocket. */
-  coordinatorUrl: string;
+  /**
+   * http(s)://host:port of the coordinator API; the agent connects to its node WebSocket. Several
+   * addresses (api processes of one coordinator): each failed dial or disconnect moves to the next.
+   */
+  coordinatorUrl: string | string[];
   /** The node's API key, sent as `Authorization: Bearer <key>` on the upgrade request. */
   apiKey: string;
   models: { name: string; version: string }[];
@@ -23,6 +26,12 @@ export interface NodeAgentOptions {
   reconnect?: Partial<BackoffOptions> & { stableAfterMs?: number };
   /** Reconnect when the coordinator has not acked the hello within this time; default 10 s. */
   helloTimeoutMs?: number;
+  /**
+   * Reports (accept, reject, result, error) answered `internal`, or not at all within `ackTimeoutMs`
+   * (default 10 s), are sent again after an exponential, jittered delay: `initialDelayMs` (250) doubling
+   * up to `maxDelayMs` (15 000).
+   */
+  reports?: Partial<BackoffOptions> & { ackTimeoutMs?: number };
   log?: AgentLogger;
   /** TEST-ONLY: make the agent misbehave on purpose. Never set by the CLI. */
   behaviour?: TestBehaviour;
@@ -48,6 +57,8 @@ export interface NodeAgentStats {
   cancelled: number;
   /** Connection attempts after the first one. */
   reconnects: number;
+  /** The coordinator address connected to (or being dialled). */
+  coordinatorUrl: string;
 }
 
 export interface NodeAgentEvents {

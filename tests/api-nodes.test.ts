@@ -135,11 +135,12 @@ describe('nodes API', () => {
         createdAt: expect.any(String),
       },
       nodeKey: expect.stringMatching(/^ngk_/),
+      keyId: expect.any(String),
     });
     expect(res.body.node.models).toHaveLength(2);
     nodeA = { id: res.body.node.id, key: res.body.nodeKey };
     const key = await api.services.prisma.apiKey.findFirstOrThrow({ where: { nodeId: nodeA.id } });
-    expect(key).toMatchObject({ role: 'node', nodeOwnerId: ownerA.id, revokedAt: null });
+    expect(key).toMatchObject({ id: res.body.keyId, role: 'node', nodeOwnerId: ownerA.id, revokedAt: null });
 
     const other = await register(ownerB.key, {
       name: 'b-1',

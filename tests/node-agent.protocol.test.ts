@@ -7,18 +7,27 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { NodeAgent, type NodeAgentOptions } from '../node-agent/agent.js';
 import { simulatedBackend } from '../node-agent/backends/simulated.js';
-import { CLOSE_UNAUTHORIZED, MAX_FRAME_BYTES, NODE_SOCKET_PATH } from '../protocol/frames.js';
+import {
+  CLOSE_KEY_REVOKED,
+  CLOSE_UNAUTHORIZED,
+  MAX_FRAME_BYTES,
+  NODE_SOCKET_PATH,
+} from '../protocol/frames.js';
 
 // The agent against a minimal stand-in coordinator that speaks the protocol, until the real endpoint
 // (api/nodes/socket.ts) exists and gets its own integration tests with this same agent.
 
 const KEY = 'node-key-1';
-type Frame = Record<string, unknown> & { type?: string };
+type Frame = Record<string, unknown> & { type?: string; attemptId?: string };
+/** How the fake answers a report: `n` counts the copies of this report type for this attempt (1 = first). */
+type Answer = (frame: Frame, n: number) => 'ack' | 'internal' | 'attempt_closed' | 'none';
 
-async function startFakeCoordinator(opts: { refuse?: 'close' | 'http'; ackResults?: boolean } = {}) {
+async function startFakeCoordinator(
+  opts: { refuse?: 'close' | 'http'; ackResults?: boolean; answer?: Answer } = {},
+) {
   const server = createServer();
   const wss = new WebSocketServer({ noServer: true });
-  const received: { conn: number; frame: Frame; raw: string }[] = [];
+  const received: { conn: number; frame: Frame; raw: string; at: number }[] = [];
   const sockets: WebSocket[] = [];
   const closeCodes: number[] = [];
   const state = { upgrades: 0, authorization: '', down: false };
@@ -39,13 +48,22 @@ async function startFakeCoordinator(opts: { refuse?: 'close' | 'http'; ackResult
         try {
           frame = JSON.parse(raw) as Frame;
         } catch {}
-        received.push({ conn, frame, raw });
+        received.push({ conn, frame, raw, at: Date.now() });
         if (frame.type === 'hello')
           ws.send(
             JSON.stringify({ v: 1, type: 'ack', of: 'hello', nodeId: 'node-1', heartbeatIntervalMs: 100 }),
           );
-        if ((frame.type === 'result' || frame.type === 'error') && opts.ackResults !== false) {
-          ws.send(JSON.stringify({ v: 1, type: 'ack', of: frame.type, attemptId: frame.attemptId }));
+        const { type, attemptId } = frame;
+        if (!type || !['accept', 'reject', 'result', 'error'].includes(type)) return;
+        const n = received.filter((r) => r.frame.type === type && r.frame.attemptId === attemptId).length;
+        const fallback =
+          (type === 'result' || type === 'error') && opts.ackResults !== false ? 'ack' : 'none';
+        const answer = opts.answer?.(frame, n) ?? fallback;
+        if (answer === 'ack') ws.send(JSON.stringify({ v: 1, type: 'ack', of: type, attemptId }));
+        else if (answer !== 'none') {
+          ws.send(
+            JSON.stringify({ v: 1, type: 'error', code: answer, message: answer, ref: type, attemptId }),
+          );
         }
       });
     });
@@ -291,6 +309,124 @@ describe('NodeAgent protocol', () => {
     expect(a.sendFrame({ v: 1, type: 'result', attemptId: 'foreign:1', output: {} })).toBe(true);
     await expect.poll(() => c.received.map((r) => r.raw)).toContain('{oops');
     expect(c.frames('result')).toEqual([{ v: 1, type: 'result', attemptId: 'foreign:1', output: {} }]);
+  });
+});
+
+describe('NodeAgent reports: kept until acked, sent again on internal or silence', () => {
+  const fast = { initialDelayMs: 40, maxDelayMs: 200 };
+  const sendTimes = (c: FakeCoordinator, type: string) =>
+    c.received.filter((r) => r.frame.type === type).map((r) => r.at);
+
+  it('sends a result answered internal again, with growing jittered delays, on the same connection until acked', async () => {
+    const { c, a } = await setup(
+      { reports: fast },
+      { answer: (f, n) => (f.type === 'result' && n <= 3 ? 'internal' : 'ack') },
+    );
+    await a.start();
+    c.send(assign('task-a:1'));
+    await expect.poll(() => c.frames('result')).toHaveLength(4);
+    expect(new Set(c.frames('result').map((f) => JSON.stringify(f))).size).toBe(1); // the same frame
+    const gaps = sendTimes(c, 'result')
+      .slice(1)
+      .map((t, i) => t - (sendTimes(c, 'result')[i] as number));
+    // Equal jitter: delay n is drawn from [ceiling/2, ceiling], ceiling = 40·2^n ms (capped at 200).
+    expect(gaps[0]).toBeGreaterThanOrEqual(20 - 5);
+    expect(gaps[2]).toBeGreaterThanOrEqual(80 - 5);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(c.frames('result')).toHaveLength(4); // acked: never again
+    expect(a.stats.reconnects).toBe(0);
+  });
+
+  it('sends a report again when it gets no answer within the ack timeout', async () => {
+    const { c, a } = await setup(
+      { reports: { ...fast, ackTimeoutMs: 150 }, backend: simulatedBackend({ latencyMs: 500 }) },
+      { answer: (_f, n) => (n === 1 ? 'none' : 'ack') },
+    );
+    await a.start();
+    c.send(assign('task-a:1'));
+    await expect.poll(() => c.frames('accept')).toHaveLength(2); // the accept too, while the task runs
+    await expect.poll(() => c.frames('result')).toHaveLength(2);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(c.frames('result')).toHaveLength(2);
+  });
+
+  it.each(['attempt_closed', 'not_your_attempt'] as const)(
+    'stops sending a result refused with %s',
+    async (code) => {
+      const { c, a } = await setup(
+        { reports: { ...fast, ackTimeoutMs: 100 } },
+        { answer: (f) => (f.type === 'result' ? (code as 'attempt_closed') : 'ack') },
+      );
+      await a.start();
+      c.send(assign('task-a:1'));
+      await expect.poll(() => c.frames('result')).toHaveLength(1);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(c.frames('result')).toHaveLength(1);
+    },
+  );
+
+  it('keeps running after an accept refused as attempt_closed (a copy may have been taken), and reports the result', async () => {
+    const { c, a } = await setup(
+      { backend: simulatedBackend({ latencyMs: 150 }) },
+      { answer: (f) => (f.type === 'accept' ? 'attempt_closed' : 'ack') },
+    );
+    await a.start();
+    c.send(assign('task-a:1'));
+    await expect.poll(() => c.frames('result')).toHaveLength(1);
+    expect(a.stats).toMatchObject({ completed: 1, cancelled: 0 });
+  });
+
+  it('reports an output the protocol refuses (NUL) as an error, which the coordinator can store', async () => {
+    const nul = { run: async () => ({ output: { text: 'a\u0000b' } }) };
+    const { c, a } = await setup({ backend: nul });
+    await a.start();
+    c.send(assign('task-a:1'));
+    await expect.poll(() => c.frames('error')).toHaveLength(1);
+    expect(c.frames('error')[0]?.message).toMatch(/^output refused by the protocol: .*must not contain NUL/s);
+    expect(c.frames('result')).toEqual([]);
+  });
+
+  it('stops for good when the coordinator closes with 4403 (key revoked)', async () => {
+    const { c, a } = await setup();
+    await a.start();
+    const fatal = once(a, 'fatal');
+    c.sockets[0]?.close(CLOSE_KEY_REVOKED, 'key revoked');
+    expect(String((await fatal)[0])).toMatch(/revoked the node key \(4403\)/);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(c.state.upgrades).toBe(1);
+  });
+
+  it('fails over between coordinator addresses: past one that is down, and to another when its socket drops', async () => {
+    const first = await startFakeCoordinator();
+    const second = await startFakeCoordinator();
+    coordinator = second;
+    const a = new NodeAgent({
+      coordinatorUrl: [first.url, second.url],
+      apiKey: KEY,
+      models: [{ name: 'llama-3.1-8b', version: '1' }],
+      capacity: 1,
+      backend: simulatedBackend({ latencyMs: 10 }),
+      reconnect: { initialDelayMs: 20, maxDelayMs: 100 },
+    });
+    agent = a;
+    try {
+      first.state.down = true;
+      await a.start();
+      expect(second.frames('hello')).toHaveLength(1);
+      expect(a.stats.coordinatorUrl).toBe(`${second.url.replace('http', 'ws')}${NODE_SOCKET_PATH}`);
+
+      first.state.down = false;
+      second.state.down = true;
+      second.sockets[0]?.terminate();
+      await expect.poll(() => first.frames('hello')).toHaveLength(1);
+      await expect.poll(() => a.stats.connected).toBe(true);
+      expect(a.stats.coordinatorUrl).toBe(`${first.url.replace('http', 'ws')}${NODE_SOCKET_PATH}`);
+      first.send(assign('task-a:1'));
+      await expect.poll(() => first.frames('result')).toHaveLength(1);
+    } finally {
+      await a.stop();
+      await first.close();
+    }
   });
 });
 

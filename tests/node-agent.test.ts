@@ -239,6 +239,28 @@ describe('neurogrid-node arguments', () => {
     });
   });
 
+  it('takes several coordinator addresses: comma-separated, repeated, or from the environment', () => {
+    const urls = (argv: string[], extraEnv: Record<string, string> = {}) => {
+      const parsed = parseCliArgs([...argv, '--backend', 'simulated', '--models', 'm:1'], {
+        ...env,
+        ...extraEnv,
+      });
+      return parsed.kind === 'run' ? parsed.config.coordinatorUrls : parsed;
+    };
+    const two = ['http://a.example:3000', 'https://b.example'];
+    expect(urls(['--coordinator', 'http://a.example:3000, https://b.example'])).toEqual(two);
+    expect(urls(['--coordinator', two[0] as string, '--coordinator', two[1] as string])).toEqual(two);
+    expect(urls([], { NEUROGRID_COORDINATOR_URL: `${two.join(',')},${two[0]}` })).toEqual(two);
+    expect(urls(['--coordinator', 'http://a.example:3000,ftp://b'])).toMatchObject({
+      kind: 'error',
+      message: expect.stringContaining('--coordinator (or NEUROGRID_COORDINATOR_URL) must be an http://'),
+    });
+    expect(urls(['--coordinator', ' , '])).toMatchObject({
+      kind: 'error',
+      message: expect.stringContaining('is required'),
+    });
+  });
+
   it.each([
     [['--concurrency', '0'], '--concurrency must be an integer from 1 to 1024'],
     [['--models', 'llama'], '--models must be a list of name:version'],

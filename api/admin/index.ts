@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import type { AppDeps } from '../app.js';
 import { authenticate, requireRole } from '../auth/index.js';
-import { issueApiKey, type KeyOwner } from '../auth/keys.js';
+import { issueApiKey, KEY_REVOKED_CHANNEL, type KeyOwner } from '../auth/keys.js';
 import { notFound, resourceId, validate } from '../middleware/validate.js';
 import { createAccountBody, issueKeyBody } from './schemas.js';
 
@@ -14,10 +14,11 @@ const FIRST_KEY_LABEL = 'initial';
  * - `POST /clients` `{ name }` → 201 `{ client, apiKey, keyId }`
  * - `POST /node-owners` `{ name }` → 201 `{ nodeOwner, apiKey, keyId }`
  * - `POST /clients/:id/keys`, `POST /node-owners/:id/keys` `{ label? }` → 201 `{ apiKey, keyId }`
- * - `POST /keys/:keyId/revoke` → 200 `{ keyId, revokedAt }` (idempotent)
+ * - `POST /keys/:keyId/revoke` → 200 `{ keyId, revokedAt }` (idempotent); a node key's open sockets
+ *   are closed at once (4403) on every api process
  */
 export function adminRoutes(deps: Pick<AppDeps, 'prisma' | 'config' | 'log' | 'store'>) {
-  const { prisma } = deps;
+  const { prisma, store } = deps;
   // Mounted on its own prefix, so this guard covers exactly the admin routes.
   return new Hono()
     .use('*', authenticate(deps), requireRole('admin'))
@@ -75,8 +76,14 @@ export function adminRoutes(deps: Pick<AppDeps, 'prisma' | 'config' | 'log' | 's
         where: { id: keyId, revokedAt: null },
         data: { revokedAt: new Date() },
       });
-      const key = await prisma.apiKey.findUnique({ where: { id: keyId }, select: { revokedAt: true } });
+      const key = await prisma.apiKey.findUnique({
+        where: { id: keyId },
+        select: { revokedAt: true, role: true },
+      });
       if (!key) throw notFound('API key');
+      // Every api process closes the sockets open with this key. Announced on every call, so a retry
+      // after a failed publish (an error answer) still reaches them.
+      if (key.role === 'node') await store.pubsub.publish(KEY_REVOKED_CHANNEL, keyId);
       return c.json({ keyId, revokedAt: key.revokedAt }, 200);
     });
 }

@@ -55,6 +55,15 @@ export async function verifyApiKey(deps: VerifyDeps, key: string): Promise<Princ
 }
 
 /**
+ * True when the key was revoked or deleted since it was verified: for connections that outlive the
+ * request that checked their key (node sockets).
+ */
+export async function isKeyRevoked(deps: Pick<VerifyDeps, 'prisma'>, keyId: string): Promise<boolean> {
+  const row = await deps.prisma.apiKey.findUnique({ where: { id: keyId }, select: { revokedAt: true } });
+  return !row || row.revokedAt !== null;
+}
+
+/**
  * Require `Authorization: Bearer <key>` and set `c.var.principal`. Counts every request against the
  * caller's address (before the key is checked, so guessing keys is throttled too) and then against
  * the principal; over either limit answers 429 with `Retry-After`.

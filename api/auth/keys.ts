@@ -45,6 +45,12 @@ export function digestsEqual(a: string, b: string): boolean {
   return x.length === y.length && x.length > 0 && timingSafeEqual(x, y);
 }
 
+/**
+ * The store's pub/sub channel on which a revoked key's id is published. Every api process subscribes
+ * and closes the node sockets that authenticated with that key (close code 4403).
+ */
+export const KEY_REVOKED_CHANNEL = 'api-keys:revoked';
+
 /** Who a new key belongs to; exactly the owner columns matching its role are set. */
 export type KeyOwner =
   | { role: 'admin' }

@@ -21,7 +21,8 @@ type NodeDeps = Pick<AppDeps, 'prisma' | 'config' | 'log' | 'store'>;
 /**
  * Compute nodes over REST, mounted at `/api/nodes` (the WebSocket endpoint lives beside it). Guards
  * are per route, not `use('*')`, so they never wrap the socket path.
- * - `POST /register` (node_owner) → 201 `{ node, nodeKey }`
+ * - `POST /register` (node_owner) → 201 `{ node, nodeKey, keyId }`: `keyId` names the key for
+ *   `POST /api/admin/keys/:keyId/revoke`
  * - `GET /` → `{ nodes, nextCursor }`; `GET /:id` → `{ node }` (admin: all, owner: its own, node: itself)
  * - `POST /:id/heartbeat` (that node's key) → `{ ok: true, nextHeartbeatMs }`
  * - `GET /:id/metrics?since&limit` → `{ samples }`, newest first
@@ -48,7 +49,7 @@ export function nodeRoutes(deps: NodeDeps) {
       if (principal.role !== 'node_owner') throw new ApiError(403, 'forbidden', 'node owners only');
       const body = c.req.valid('json');
       const models = await catalogModels(deps, body.models);
-      const { node, nodeKey } = await prisma.$transaction(async (tx) => {
+      const { node, nodeKey, keyId } = await prisma.$transaction(async (tx) => {
         const node = await tx.node.create({
           data: {
             ownerId: principal.nodeOwnerId,
@@ -60,11 +61,11 @@ export function nodeRoutes(deps: NodeDeps) {
           include: { models: { select: { modelName: true, modelVersion: true } } },
         });
         const owner = { role: 'node', nodeId: node.id, nodeOwnerId: principal.nodeOwnerId } as const;
-        const { apiKey } = await issueApiKey(tx, owner, 'node');
-        return { node, nodeKey: apiKey };
+        const { apiKey, keyId } = await issueApiKey(tx, owner, 'node');
+        return { node, nodeKey: apiKey, keyId };
       });
       const [view] = await nodeViews(store, [node]);
-      return c.json({ node: view, nodeKey }, 201);
+      return c.json({ node: view, nodeKey, keyId }, 201);
     })
     .get('/', auth, viewers, validate('query', listNodesQuery), async (c) => {
       const query = c.req.valid('query');
