@@ -39,6 +39,8 @@ describe('task lifecycle', () => {
     expect(result.body.result).toEqual(task.result);
 
     const handle = suite.temporal.workflow.getHandle(taskId);
+    // The row is written by the last activity; the workflow closes just after it.
+    await handle.result();
     const description = await handle.describe();
     expect(description.status.name).toBe('COMPLETED');
     expect(description.typedSearchAttributes.get({ name: 'TaskStatus', type: 'KEYWORD' } as never)).toBe(
