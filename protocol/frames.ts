@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { TASK_TYPES, usage } from './task-types.js';
-import { jsonDepthExceeds, MAX_JSON_DEPTH, safeText, UNSAFE_TEXT_MESSAGE, unsafeTextPath } from './text.js';
+import { safeText, storableJson, unstorableJson } from './text.js';
 
 /**
  * The node WebSocket protocol, version 1: JSON text frames, each `{ v: 1, type, … }`.
@@ -34,24 +34,10 @@ const v = z.literal(PROTOCOL_VERSION);
 export const attemptId = z.string().regex(/^[A-Za-z0-9_-]{1,128}:\d{1,3}$/, 'must be <taskId>:<attemptNo>');
 const modelRef = z.object({ name: safeText().min(1).max(128), version: safeText().min(1).max(64) });
 
-/**
- * Add an issue unless `value` is JSON we can store and walk: nested at most MAX_JSON_DEPTH levels, no
- * key or string with NUL or a lone surrogate (the issue names its path). True when it is.
- */
-function checkStorableJson(value: unknown, ctx: z.RefinementCtx): boolean {
-  // Depth first: the text walk copies paths, which costs the square of a pathological depth.
-  if (jsonDepthExceeds(value)) {
-    ctx.addIssue({ code: 'custom', message: `nested deeper than ${MAX_JSON_DEPTH} levels` });
-    return false;
-  }
-  const path = unsafeTextPath(value);
-  if (path) ctx.addIssue({ code: 'custom', path, message: UNSAFE_TEXT_MESSAGE });
-  return !path;
-}
-
 /** Free-form facts about a node: storable JSON of at most MAX_HARDWARE_BYTES. */
 const hardware = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
-  if (!checkStorableJson(value, ctx)) return;
+  const problem = unstorableJson(value);
+  if (problem) return ctx.addIssue({ code: 'custom', ...problem });
   const bytes = Buffer.byteLength(JSON.stringify(value));
   if (bytes > MAX_HARDWARE_BYTES) {
     ctx.addIssue({ code: 'custom', message: `${bytes} bytes of JSON, at most ${MAX_HARDWARE_BYTES}` });
@@ -96,7 +82,7 @@ export const resultFrame = z.object({
   output: z
     .unknown()
     .refine((value): boolean => value !== undefined, 'Required')
-    .superRefine((value, ctx) => void checkStorableJson(value, ctx)),
+    .superRefine(storableJson),
   usage: usage.optional(),
 });
 export const nodeErrorFrame = z.object({

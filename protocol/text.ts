@@ -99,3 +99,26 @@ export function jsonDepthExceeds(value: unknown, limit = MAX_JSON_DEPTH): boolea
   }
   return false;
 }
+
+/**
+ * Why a parsed JSON value cannot be stored and walked, or undefined when it can: nested deeper than
+ * MAX_JSON_DEPTH, or a key or string holding NUL or a lone surrogate (with that string's path).
+ */
+export function unstorableJson(
+  value: unknown,
+): { message: string; path: Array<string | number> } | undefined {
+  // Depth first: the text walk copies paths, which costs the square of a pathological depth.
+  if (jsonDepthExceeds(value)) return { message: `nested deeper than ${MAX_JSON_DEPTH} levels`, path: [] };
+  const path = unsafeTextPath(value);
+  return path ? { message: UNSAFE_TEXT_MESSAGE, path } : undefined;
+}
+
+/**
+ * The same as a zod refinement, for fields that accept any JSON (`z.unknown()`, records); the issue
+ * names the offending string's path below the field.
+ * @example input: z.unknown().superRefine(storableJson)
+ */
+export function storableJson(value: unknown, ctx: z.RefinementCtx): void {
+  const problem = unstorableJson(value);
+  if (problem) ctx.addIssue({ code: 'custom', ...problem });
+}

@@ -100,16 +100,6 @@ function refuseUnsafeText<T>(value: T): T {
 }
 
 /**
- * A zod refinement with the same rule, for fields whose schema accepts any JSON (`z.unknown()`,
- * records): the issue names the offending string's path below the field.
- * @example input: z.unknown().superRefine(noUnsafeText)
- */
-export function noUnsafeText(value: unknown, ctx: z.RefinementCtx): void {
-  const path = unsafeTextPath(value);
-  if (path) ctx.addIssue({ code: 'custom', path, message: UNSAFE_TEXT_MESSAGE });
-}
-
-/**
  * A timestamp PostgreSQL can store and compare: years 1 to 9999 in UTC. A valid ISO string such as
  * `0000-01-01T00:00:00Z` is a JavaScript date but out of PostgreSQL's range.
  */

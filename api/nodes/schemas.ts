@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { heartbeatFrame, helloFrame, nodeMetrics } from '../../protocol/frames.js';
-import { safeText } from '../../protocol/text.js';
-import { instant, noUnsafeText } from '../middleware/validate.js';
+import { safeText, storableJson } from '../../protocol/text.js';
+import { instant } from '../middleware/validate.js';
 import { pageQuery } from '../pagination.js';
 
 /** PostgreSQL INTEGER's ceiling: counters stored in INTEGER columns are capped here, not overflowed. */
@@ -16,7 +16,7 @@ export const registerNodeBody = helloFrame
   .pick({ models: true, capacity: true, hardware: true })
   .extend({ name: safeText().trim().min(1).max(128) })
   .strict()
-  .superRefine(noUnsafeText);
+  .superRefine(storableJson);
 export type RegisterNodeBody = z.infer<typeof registerNodeBody>;
 
 /**

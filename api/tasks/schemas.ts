@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { amount } from '../../lib/ledger/money.js';
-import { safeText } from '../../protocol/text.js';
+import { safeText, storableJson } from '../../protocol/text.js';
 import { TASK_STATUSES } from '../../workflows/task-status.js';
-import { isStorableTime, noUnsafeText } from '../middleware/validate.js';
+import { isStorableTime } from '../middleware/validate.js';
 import { decodeCursor } from './view.js';
 
 /**
@@ -17,8 +17,8 @@ export const createTaskBody = z
     input: z
       .unknown()
       .refine((v) => v !== undefined, 'Required')
-      .superRefine(noUnsafeText),
-    params: z.record(safeText(), z.unknown()).superRefine(noUnsafeText).default({}),
+      .superRefine(storableJson),
+    params: z.record(safeText(), z.unknown()).superRefine(storableJson).default({}),
     /**
      * The most the client will pay, in minor units; the hold is the lower of this and the worst case.
      * A task whose hold would exceed 2^63 − 1 needs one (422 otherwise; see holdAmount).
