@@ -1,5 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type DevServer, startDevServer } from '../lib/temporal/dev-server.js';
 import { type Spawned, spawnEntry } from '../tests/helpers/processes.js';
@@ -11,7 +9,6 @@ import { type Spawned, spawnEntry } from '../tests/helpers/processes.js';
 export type Kind = 'api' | 'worker' | 'node' | 'temporal';
 export const KINDS: readonly Kind[] = ['api', 'worker', 'node', 'temporal'];
 
-const ROOT = path.resolve(import.meta.dirname, '..');
 /** Output lines kept per process (for failure messages); older lines are dropped. */
 const KEEP_LINES = 200;
 const READY_TIMEOUT_MS = 90_000;
@@ -289,53 +286,7 @@ async function waitHealthy(url: string, timeoutMs: number, proc: Spawned) {
   throw new Error(`not healthy after ${timeoutMs} ms: ${last}`);
 }
 
-/** Like tests/helpers/processes.ts spawnEntry, with command-line arguments and a bounded output buffer. */
+/** An entry point as a child process, keeping only its recent output. */
 export function spawnCli(entry: string, args: string[], env: Record<string, string>): Spawned {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  const waiters = new Set<(line: string) => void>();
-  const onData = (chunk: Buffer) => {
-    for (const line of chunk.toString().split('\n')) {
-      if (!line) continue;
-      lines.push(line);
-      if (lines.length > KEEP_LINES * 2) lines.splice(0, KEEP_LINES);
-      for (const w of waiters) w(line);
-    }
-  };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', onData);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return {
-    child,
-    lines,
-    exited,
-    waitFor(match, timeoutMs = 60_000) {
-      const found = lines.find(match);
-      if (found) return Promise.resolve(found);
-      return new Promise((resolve, reject) => {
-        const done = (err?: Error, line?: string) => {
-          clearTimeout(timer);
-          waiters.delete(check);
-          if (err) reject(err);
-          else resolve(line as string);
-        };
-        const check = (line: string) => match(line) && done(undefined, line);
-        const timer = setTimeout(
-          () => done(new Error(`timed out; last output:\n${lines.slice(-15).join('\n')}`)),
-          timeoutMs,
-        );
-        waiters.add(check);
-        exited.then((code) => done(new Error(`exited (${code}); output:\n${lines.slice(-15).join('\n')}`)));
-      });
-    },
-    async kill(signal = 'SIGTERM') {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill(signal);
-      await exited;
-    },
-  };
+  return spawnEntry(entry, { HOME: process.env.HOME, ...env }, { args, keepLines: KEEP_LINES });
 }

@@ -18,8 +18,12 @@ export interface Spawned {
  * kill it. `env` replaces nothing the child doesn't name: it starts from a clean environment plus PATH.
  * @example const api = spawnEntry('api/main.ts', { DATABASE_URL, TEMPORAL_ADDRESS, REDIS_URL, PORT: '0' });
  */
-export function spawnEntry(entry: string, env: Record<string, string | undefined>): Spawned {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+export function spawnEntry(
+  entry: string,
+  env: Record<string, string | undefined>,
+  options: { args?: string[]; keepLines?: number } = {},
+): Spawned {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...(options.args ?? [])], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -30,6 +34,8 @@ export function spawnEntry(entry: string, env: Record<string, string | undefined
     for (const line of chunk.toString().split('\n')) {
       if (!line) continue;
       lines.push(line);
+      // Long runs (the chaos bench) keep only the recent output.
+      if (options.keepLines && lines.length > options.keepLines * 2) lines.splice(0, options.keepLines);
       for (const w of waiters) w(line);
     }
   };
