@@ -1,7 +1,6 @@
 import { ApplicationFailure } from '@temporalio/activity';
-import type { NodeSessions } from '../api/nodes/sessions.js';
 import type { Services } from '../lib/services.js';
-import { formatAttemptId, PROTOCOL_VERSION } from '../protocol/frames.js';
+import { type CoordinatorFrame, formatAttemptId, PROTOCOL_VERSION } from '../protocol/frames.js';
 import type { TaskType } from '../protocol/task-types.js';
 import { FailureType } from '../workflows/policies.js';
 
@@ -13,7 +12,16 @@ export interface DeliverAssignmentInput {
   resultTimeoutMs: number;
 }
 
-type Deps = Pick<Services, 'prisma'> & { sessions: NodeSessions; hostId: string };
+/** What delivery needs of the node sockets this process holds (the api's `NodeSessions`). */
+export interface HeldSockets {
+  get(
+    nodeId: string,
+  ):
+    | { hello?: object | undefined; assigned: Set<string>; send(frame: CoordinatorFrame): boolean }
+    | undefined;
+}
+
+type Deps = Pick<Services, 'prisma'> & { sessions: HeldSockets; hostId: string };
 
 /**
  * Activities of an api process's own host task queue: they push frames to node sockets that only
