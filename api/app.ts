@@ -1,13 +1,11 @@
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
-import type { Registry } from 'prom-client';
-import type { Services } from '../lib/services.js';
 import { adminRoutes } from './admin/index.js';
+import type { AppDeps } from './deps.js';
 import { ApiError } from './errors.js';
 import { healthRoutes } from './health/index.js';
 import { metricsRoutes } from './metrics/index.js';
-import type { HttpMetrics } from './metrics/registry.js';
 import { errorHandler, notFoundHandler } from './middleware/error-handler.js';
 import { requestLog } from './middleware/request-log.js';
 import { modelRoutes } from './models/index.js';
@@ -15,12 +13,6 @@ import { nodeRoutes } from './nodes/index.js';
 import { statsRoutes } from './stats/index.js';
 import { taskRoutes } from './tasks/index.js';
 import { tokenRoutes } from './tokens/index.js';
-
-/** What the routes need: the process's shared services plus this app's metrics. */
-export interface AppDeps
-  extends Pick<Services, 'config' | 'log' | 'prisma' | 'store' | 'temporal' | 'checks'> {
-  metrics: { registry: Registry; http: HttpMetrics };
-}
 
 /**
  * Build the HTTP app: request ids, JSON request logs, one error handler, and every resource's routes.

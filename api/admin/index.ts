@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import { authenticate, requireRole } from '../auth/index.js';
 import { issueApiKey, KEY_REVOKED_CHANNEL, type KeyOwner } from '../auth/keys.js';
 import { notFound, resourceId, validate } from '../middleware/validate.js';

@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { Prisma } from '../../generated/prisma/client.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import { authenticate, requireRole } from '../auth/index.js';
 import { ApiError } from '../errors.js';
 import { notFound, resourceId, validate } from '../middleware/validate.js';

@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { recordHeartbeat } from '../../lib/nodes/heartbeat.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import { authenticate, requireRole } from '../auth/index.js';
 import { issueApiKey } from '../auth/keys.js';
 import type { Principal } from '../auth/principal.js';

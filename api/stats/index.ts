@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { AttemptOutcome, TaskStatus } from '../../generated/prisma/client.js';
 import { createLedger } from '../../lib/ledger/ledger.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import { authenticate, requireRole } from '../auth/index.js';
 
 /**

@@ -8,7 +8,7 @@ import { holdAmount } from '../../lib/pricing.js';
 import { startTaskWorkflow } from '../../lib/tasks/workflow-start.js';
 import { TASK_TYPE_SCHEMAS } from '../../protocol/task-types.js';
 import { isTerminal, type TaskStatus } from '../../workflows/task-status.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { describeZodError } from '../middleware/error-handler.js';
 import { requestHash, taskIdFor } from './ids.js';

@@ -1,6 +1,6 @@
 import { type Context, Hono } from 'hono';
 import { isTerminal, type TaskStatus } from '../../workflows/task-status.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import { authenticate, requireRole } from '../auth/index.js';
 import type { Principal } from '../auth/principal.js';
 import { ApiError } from '../errors.js';

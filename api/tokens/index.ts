@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { createLedger } from '../../lib/ledger/ledger.js';
 import { type HistoryPage, LedgerInputError } from '../../lib/ledger/types.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import { authenticate, requireRole } from '../auth/index.js';
 import type { Principal } from '../auth/principal.js';
 import { ApiError } from '../errors.js';

@@ -1,7 +1,7 @@
 import { createLedger } from '../../lib/ledger/ledger.js';
 import { MAX_AMOUNT } from '../../lib/ledger/money.js';
 import { AmountOverflowError } from '../../lib/ledger/types.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import type { Principal } from '../auth/principal.js';
 import { ApiError } from '../errors.js';
 import { notFound } from '../middleware/validate.js';

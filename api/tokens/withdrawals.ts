@@ -9,7 +9,7 @@ import {
   type withdrawalWorkflow,
   withdrawalWorkflowId,
 } from '../../workflows/withdrawal.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import type { Principal } from '../auth/principal.js';
 import { ApiError } from '../errors.js';
 import { notFound } from '../middleware/validate.js';
