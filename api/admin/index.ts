@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
-import type { AppDeps } from '../deps.js';
 import { authenticate, requireRole } from '../auth/index.js';
 import { issueApiKey, KEY_REVOKED_CHANNEL, type KeyOwner } from '../auth/keys.js';
+import type { AppDeps } from '../deps.js';
 import { notFound, resourceId, validate } from '../middleware/validate.js';
 import { createAccountBody, issueKeyBody } from './schemas.js';
 

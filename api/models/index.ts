@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { Prisma } from '../../generated/prisma/client.js';
-import type { AppDeps } from '../deps.js';
 import { authenticate, requireRole } from '../auth/index.js';
+import type { AppDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { notFound, resourceId, validate } from '../middleware/validate.js';
 import { pageArgs, pageOf } from '../pagination.js';

@@ -1,9 +1,9 @@
 import { Hono } from 'hono';
 import { recordHeartbeat } from '../../lib/nodes/heartbeat.js';
-import type { AppDeps } from '../deps.js';
 import { authenticate, requireRole } from '../auth/index.js';
 import { issueApiKey } from '../auth/keys.js';
 import type { Principal } from '../auth/principal.js';
+import type { AppDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { notFound, resourceId, validate } from '../middleware/validate.js';
 import { pageArgs, pageOf } from '../pagination.js';

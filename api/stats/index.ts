@@ -1,8 +1,8 @@
 import { Hono } from 'hono';
 import { AttemptOutcome, TaskStatus } from '../../generated/prisma/client.js';
 import { createLedger } from '../../lib/ledger/ledger.js';
-import type { AppDeps } from '../deps.js';
 import { authenticate, requireRole } from '../auth/index.js';
+import type { AppDeps } from '../deps.js';
 
 /**
  * `GET /api/stats` (admin): tasks by status, attempts by outcome, nodes total and online, models

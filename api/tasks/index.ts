@@ -1,8 +1,8 @@
 import { type Context, Hono } from 'hono';
 import { isTerminal, type TaskStatus } from '../../workflows/task-status.js';
-import type { AppDeps } from '../deps.js';
 import { authenticate, requireRole } from '../auth/index.js';
 import type { Principal } from '../auth/principal.js';
+import type { AppDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { notFound, validate } from '../middleware/validate.js';
 import { createTaskAdmission, TemporalUnavailableError } from './admission.js';

@@ -1,9 +1,9 @@
 import { Hono } from 'hono';
 import { createLedger } from '../../lib/ledger/ledger.js';
 import { type HistoryPage, LedgerInputError } from '../../lib/ledger/types.js';
-import type { AppDeps } from '../deps.js';
 import { authenticate, requireRole } from '../auth/index.js';
 import type { Principal } from '../auth/principal.js';
+import type { AppDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { resourceId, validate } from '../middleware/validate.js';
 import { formatAccountId, ledgerAccount, visibleAccount } from './accounts.js';

@@ -1,8 +1,8 @@
 import { createLedger } from '../../lib/ledger/ledger.js';
 import { MAX_AMOUNT } from '../../lib/ledger/money.js';
 import { AmountOverflowError } from '../../lib/ledger/types.js';
-import type { AppDeps } from '../deps.js';
 import type { Principal } from '../auth/principal.js';
+import type { AppDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { notFound } from '../middleware/validate.js';
 import type { TopupBody } from './schemas.js';

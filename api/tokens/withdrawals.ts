@@ -9,8 +9,8 @@ import {
   type withdrawalWorkflow,
   withdrawalWorkflowId,
 } from '../../workflows/withdrawal.js';
-import type { AppDeps } from '../deps.js';
 import type { Principal } from '../auth/principal.js';
+import type { AppDeps } from '../deps.js';
 import { ApiError } from '../errors.js';
 import { notFound } from '../middleware/validate.js';
 import type { WithdrawBody } from './schemas.js';
