@@ -1,8 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { prettifyError } from 'zod';
 import {
-  type AssignFrame,
-  type CancelFrame,
   type CoordinatorFrame,
   coordinatorFrame,
   type HelloFrame,
@@ -11,10 +9,8 @@ import {
   type NodeFrame,
   nodeFrame,
   PROTOCOL_VERSION,
-  type ReportFrame,
 } from '../protocol/frames.js';
-import { usage as usageSchema } from '../protocol/task-types.js';
-import type { BackendResult, BackendTask } from './backends/types.js';
+import { Attempts } from './attempts.js';
 import { DEFAULT_BACKOFF } from './backoff.js';
 import { CoordinatorConnection } from './connection.js';
 import { AGENT_NAME, type AgentLogger, raceTimeout, SILENT, socketUrl, truncate } from './internal.js';
@@ -33,20 +29,7 @@ export type {
 
 type AckFrame = Extract<CoordinatorFrame, { type: 'ack' }>;
 
-interface Running {
-  controller: AbortController;
-  done: Promise<void>;
-  /** Cancelled by the coordinator: it wants nothing back. */
-  cancelled: boolean;
-  /** Aborted by stop(): tell the coordinator, so the task moves on without waiting for its deadline. */
-  shutdown: boolean;
-  /** After this, a queued result is of no use to anyone (the attempt's deadline, plus slack). */
-  expiresAt: number;
-}
-
 const DEFAULT_HEARTBEAT_MS = 10_000;
-/** How long past an attempt's deadline its unanswered report is still sent. */
-const REPORT_SLACK_MS = 60_000;
 const MAX_OUTBOX = 1_000;
 /** A report neither acked nor refused within this is sent again. */
 const DEFAULT_REPORT_ACK_TIMEOUT_MS = 10_000;
@@ -79,16 +62,8 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
   private readonly helloTimeoutMs: number;
   private readonly log: AgentLogger;
   private readonly sampleMetrics = createMetricsSampler();
-  private readonly tasks = new Map<string, Running>();
+  private readonly attempts: Attempts;
   private readonly outbox: Outbox;
-  private readonly counters = {
-    assigned: 0,
-    accepted: 0,
-    rejected: 0,
-    completed: 0,
-    failed: 0,
-    cancelled: 0,
-  };
   private state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle';
   /** The coordinator acked our hello on the current socket. */
   private ready = false;
@@ -99,7 +74,7 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
   private startWaiter: { resolve: () => void; reject: (err: Error) => void } | undefined;
   private stopped: Promise<void> | undefined;
 
-  constructor(private readonly options: NodeAgentOptions) {
+  constructor(options: NodeAgentOptions) {
     super();
     if (!options.apiKey) throw new TypeError('NodeAgent: apiKey is required');
     // The hello schema is the contract for models/capacity/hardware: fail at construction, not at connect.
@@ -122,6 +97,14 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
       retry: { ...DEFAULT_BACKOFF, ...options.reports },
       ackTimeoutMs: options.reports?.ackTimeoutMs ?? DEFAULT_REPORT_ACK_TIMEOUT_MS,
     });
+    this.attempts = new Attempts({
+      options,
+      hello: this.hello,
+      outbox: this.outbox,
+      log: this.log,
+      running: () => this.state === 'running',
+      emit: this.emit.bind(this),
+    });
     const urls = [options.coordinatorUrl].flat();
     if (urls.length === 0) throw new TypeError('NodeAgent: coordinatorUrl names no coordinator');
     this.connection = new CoordinatorConnection({
@@ -140,10 +123,10 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
 
   get stats(): NodeAgentStats {
     return {
-      ...this.counters,
+      ...this.attempts.counters,
       connected: this.ready,
       nodeId: this.nodeId,
-      inflight: this.tasks.size,
+      inflight: this.attempts.tasks.size,
       reconnects: this.connection.redials,
       coordinatorUrl: this.connection.url,
     };
@@ -203,7 +186,7 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
   private fail(err: Error): void {
     this.state = 'stopped';
     this.outbox.suspend();
-    for (const entry of this.tasks.values()) {
+    for (const entry of this.attempts.tasks.values()) {
       entry.cancelled = true;
       entry.controller.abort(err);
     }
@@ -221,12 +204,15 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
     this.state = 'stopping';
     this.startWaiter?.reject(new Error('node agent stopped before the coordinator acked its hello'));
     this.startWaiter = undefined;
-    const running = () => Promise.allSettled([...this.tasks.values()].map((t) => t.done));
-    if (drainTimeoutMs > 0 && this.tasks.size > 0) {
-      this.log.info({ inflight: this.tasks.size, drainTimeoutMs }, 'stopping: waiting for in-flight tasks');
+    const running = () => Promise.allSettled([...this.attempts.tasks.values()].map((t) => t.done));
+    if (drainTimeoutMs > 0 && this.attempts.tasks.size > 0) {
+      this.log.info(
+        { inflight: this.attempts.tasks.size, drainTimeoutMs },
+        'stopping: waiting for in-flight tasks',
+      );
       await raceTimeout(running(), drainTimeoutMs);
     }
-    for (const entry of this.tasks.values()) {
+    for (const entry of this.attempts.tasks.values()) {
       entry.shutdown = true;
       entry.controller.abort(new Error('node shutting down'));
     }
@@ -256,10 +242,10 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
         this.onAck(frame);
         break;
       case 'assign':
-        this.onAssign(frame);
+        this.attempts.onAssign(frame);
         break;
       case 'cancel':
-        this.onCancel(frame);
+        this.attempts.onCancel(frame);
         break;
       case 'error':
         this.onCoordinatorError(frame);
@@ -289,52 +275,9 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
   }
 
   private sendHeartbeat(): void {
-    const inflight = this.tasks.size;
+    const inflight = this.attempts.tasks.size;
     const load = Math.min(1, inflight / this.hello.capacity);
     this.send({ v, type: 'heartbeat', load, inflight, metrics: this.sampleMetrics() });
-  }
-
-  private onAssign(frame: AssignFrame): void {
-    const id = frame.attemptId;
-    // Dispatch is at-least-once: the same assignment again gets its unanswered report again (an answered
-    // one needs nothing more) and runs once.
-    if (this.outbox.has(id) || this.tasks.has(id)) {
-      this.outbox.resend(id);
-      return;
-    }
-    const expiresAt = Date.now() + frame.acceptTimeoutMs + REPORT_SLACK_MS;
-
-    this.counters.assigned++;
-    this.emit('assigned', frame);
-    const decision = this.options.behaviour?.onAssign?.(frame) ?? 'accept';
-    if (decision === 'ignore') return;
-    const reason = this.rejection(frame, decision);
-    if (reason) {
-      this.outbox.add(id, { v, type: 'reject', attemptId: id, reason }, expiresAt);
-      this.counters.rejected++;
-      this.emit('rejected', { attemptId: id, reason });
-      return;
-    }
-    this.outbox.add(id, { v, type: 'accept', attemptId: id }, expiresAt);
-    this.counters.accepted++;
-    this.emit('accepted', { attemptId: id });
-    this.run(frame);
-  }
-
-  private rejection(frame: AssignFrame, decision: 'accept' | 'reject'): string | undefined {
-    const { name, version } = frame.model;
-    if (decision === 'reject') return 'rejected by test behaviour';
-    if (this.state !== 'running') return 'node shutting down';
-    if (!this.hello.models.some((m) => m.name === name && m.version === version)) {
-      return truncate(`model not served: ${name}:${version}`, 500);
-    }
-    if (this.tasks.size >= this.hello.capacity) return 'at capacity';
-    return undefined;
-  }
-
-  private onCancel(frame: CancelFrame): void {
-    this.outbox.drop(frame.attemptId);
-    this.abortTask(frame.attemptId, frame.reason);
   }
 
   /** Every error frame names the frame it answers (`ref`, and `attemptId` when that frame had one). */
@@ -358,79 +301,9 @@ export class NodeAgent extends EventEmitter<NodeAgentEvents> {
         // The attempt is over for the coordinator: stop spending the GPU on it. Not for a refused
         // accept: it may be a copy of one already taken (its ack lost); a closed attempt gets a cancel.
         if (code !== 'malformed_frame' && !(code === 'attempt_closed' && ref === 'accept')) {
-          this.abortTask(attemptId, code);
+          this.attempts.abortTask(attemptId, code);
         }
     }
-  }
-
-  private abortTask(attemptId: string, reason: string): void {
-    const entry = this.tasks.get(attemptId);
-    if (!entry || entry.cancelled) return;
-    entry.cancelled = true;
-    entry.controller.abort(new Error(`cancelled by the coordinator: ${reason}`));
-    this.counters.cancelled++;
-    this.emit('cancelled', { attemptId, reason });
-  }
-
-  // running tasks
-
-  private run(frame: AssignFrame): void {
-    const { taskId, attemptId, model, input, params } = frame;
-    const controller = new AbortController();
-    const { signal } = controller;
-    const task: BackendTask = { taskId, attemptId, model, input, params };
-    const startedAt = performance.now();
-    const work =
-      this.options.behaviour?.afterAccept === 'hang'
-        ? new Promise<BackendResult>((_, reject) =>
-            signal.addEventListener('abort', () => reject(signal.reason)),
-          )
-        : Promise.resolve().then(() => this.options.backend.run(task, signal));
-    const entry: Running = {
-      controller,
-      cancelled: false,
-      shutdown: false,
-      expiresAt: Date.now() + frame.resultTimeoutMs + REPORT_SLACK_MS,
-      done: work
-        .then(
-          (result) => this.finish(attemptId, entry, startedAt, { ok: true, result }),
-          (error: unknown) => this.finish(attemptId, entry, startedAt, { ok: false, error }),
-        )
-        .catch((err: unknown) => this.log.error({ err, attemptId }, 'bug while reporting a task')),
-    };
-    this.tasks.set(attemptId, entry);
-  }
-
-  private finish(
-    attemptId: string,
-    entry: Running,
-    startedAt: number,
-    outcome: { ok: true; result: BackendResult } | { ok: false; error: unknown },
-  ): void {
-    this.tasks.delete(attemptId);
-    if (entry.cancelled) return;
-    if (outcome.ok) {
-      const usage = usageSchema.safeParse(outcome.result.usage);
-      if (outcome.result.usage !== undefined && !usage.success) {
-        this.log.warn({ attemptId }, 'backend reported invalid usage; leaving it out');
-      }
-      const frame: ReportFrame = { v, type: 'result', attemptId, output: outcome.result.output };
-      if (usage.success) frame.usage = usage.data;
-      this.outbox.add(attemptId, frame, entry.expiresAt);
-      this.counters.completed++;
-      const durationMs = Math.round(performance.now() - startedAt);
-      this.emit('completed', { attemptId, durationMs, ...(usage.success ? { usage: usage.data } : {}) });
-      return;
-    }
-    const err = outcome.error;
-    const message = truncate(
-      entry.shutdown ? 'node shutting down' : err instanceof Error ? err.message : String(err),
-      2_000,
-    );
-    this.log.warn({ attemptId, message }, 'task failed');
-    this.outbox.add(attemptId, { v, type: 'error', attemptId, message }, entry.expiresAt);
-    this.counters.failed++;
-    this.emit('failed', { attemptId, message });
   }
 
   // frames to the coordinator
