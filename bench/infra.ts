@@ -24,7 +24,14 @@ export interface BenchInfra {
  * (in memory, or SQLite in WAL mode like `npm start`); a fresh database on `DATABASE_URL`'s server or an
  * in-memory PGlite; `REDIS_URL` or nothing (the coordinator then uses its in-process store).
  */
-export async function startInfra({ sqlite }: { sqlite: boolean }): Promise<BenchInfra> {
+export async function startInfra({
+  sqlite,
+  devServerDefaults = false,
+}: {
+  sqlite: boolean;
+  /** Our dev server with Temporal's default dispatch pacing, not DEV_SERVER_DYNAMIC_CONFIG. */
+  devServerDefaults?: boolean;
+}): Promise<BenchInfra> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ng-bench-'));
   const stops: Array<() => Promise<void>> = [() => rm(dir, { recursive: true, force: true })];
   const stop = async () => {
@@ -35,7 +42,7 @@ export async function startInfra({ sqlite }: { sqlite: boolean }): Promise<Bench
     let temporalAddress = process.env.TEMPORAL_ADDRESS;
     let temporal = `external ${temporalAddress}`;
     if (!temporalAddress) {
-      temporal = sqlite ? 'dev server, SQLite (WAL)' : 'dev server, in memory';
+      temporal = `${sqlite ? 'dev server, SQLite (WAL)' : 'dev server, in memory'}${devServerDefaults ? ', Temporal default dispatch' : ''}`;
       progress(`starting the Temporal ${temporal}`);
       const cli = await locateTemporalCli({ log: (line) => progress(`[setup] ${line}`) });
       const server = await startDevServer({
@@ -44,6 +51,7 @@ export async function startInfra({ sqlite }: { sqlite: boolean }): Promise<Bench
         port: await freePort(),
         uiPort: 0,
         headless: true,
+        temporalDefaults: devServerDefaults,
         ...(sqlite ? { dbFile: path.join(dir, 'temporal.sqlite') } : {}),
       });
       stops.push(() => server.stop());

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --tasks 300 --concurrency 20 --sqlite --observe events|poll --warmup 20]`
+ * `npm run bench [-- --tasks 300 --concurrency 20 --sqlite --observe events|poll --warmup 20 --dev-server-defaults]`
  *
  * How close the task workflow gets to what the Temporal server can process, in one process tree and one
  * run on the same server: a one-activity baseline workflow, then the real coordinator (api + worker +
@@ -11,7 +11,8 @@
  *
  * Services: `TEMPORAL_ADDRESS` or our own dev server (in memory; `--sqlite`: SQLite in WAL mode, like
  * `npm start`); `DATABASE_URL` (a fresh database on it) or PGlite in memory; `REDIS_URL` or the
- * in-process store. Results go to `bench/results/throughput-<embedded|services>.json`.
+ * in-process store. `--dev-server-defaults`: our dev server without DEV_SERVER_DYNAMIC_CONFIG (Temporal's own
+ * dispatch pacing), to compare. Results go to `bench/results/throughput-<embedded|services>[-dev-defaults].json`.
  */
 import { randomBytes } from 'node:crypto';
 import { rename, writeFile } from 'node:fs/promises';
@@ -38,6 +39,7 @@ function parseCommandLine() {
       warmup: { type: 'string', default: '20' },
       sqlite: { type: 'boolean', default: false },
       observe: { type: 'string', default: 'events' },
+      'dev-server-defaults': { type: 'boolean', default: false },
     },
   });
   const int = (name: string, value: string | undefined) => {
@@ -52,7 +54,12 @@ function parseCommandLine() {
     warmup: int('warmup', values.warmup),
     historySample: 5,
   };
-  return { phase, sqlite: values.sqlite ?? false, observe: values.observe as Observe };
+  return {
+    phase,
+    sqlite: values.sqlite ?? false,
+    observe: values.observe as Observe,
+    devServerDefaults: values['dev-server-defaults'] ?? false,
+  };
 }
 
 /** The coordinator's environment for this run: its own queue, key prefix and data folder; no rate limits. */
@@ -77,7 +84,7 @@ function coordinatorEnv(infra: BenchInfra): Record<string, string> {
 }
 
 async function main() {
-  const { phase, sqlite, observe } = parseCommandLine();
+  const { phase, sqlite, observe, devServerDefaults } = parseCommandLine();
   const mode = process.env.DATABASE_URL || process.env.REDIS_URL ? 'services' : 'embedded';
   const machine = {
     cpus: os.cpus().length,
@@ -91,7 +98,7 @@ async function main() {
     `mode ${mode}: ${phase.tasks} items at concurrency ${phase.concurrency} (warm-up ${phase.warmup})`,
   );
 
-  const infra = await startInfra({ sqlite });
+  const infra = await startInfra({ sqlite, devServerDefaults });
   process.once('SIGINT', () => void infra.stop().finally(() => process.exit(130)));
   try {
     const env = coordinatorEnv(infra);
@@ -113,12 +120,21 @@ async function main() {
       ),
     };
     printTable(baseline, task, ratios, infra);
-    const file = path.join(RESULTS_DIR, `throughput-${mode}.json`);
+    const defaults = devServerDefaults && !process.env.TEMPORAL_ADDRESS ? '-dev-defaults' : '';
+    const file = path.join(RESULTS_DIR, `throughput-${mode}${defaults}.json`);
     const results = {
       mode,
       timestamp: new Date().toISOString(),
       machine,
-      parameters: { ...phase, ...NODES, observe, pollMs: POLL_MS, sqlite, ...infra.describe },
+      parameters: {
+        ...phase,
+        ...NODES,
+        observe,
+        pollMs: POLL_MS,
+        sqlite,
+        devServerDefaults,
+        ...infra.describe,
+      },
       baseline,
       task,
       ratios,
