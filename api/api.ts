@@ -1,4 +1,5 @@
 import { createHostActivities } from '../activities/host.js';
+import { startNodeFlusher } from '../lib/nodes/flush.js';
 import type { Services } from '../lib/services.js';
 import { createApp } from './app.js';
 import { ensureAdminKey } from './auth/bootstrap.js';
@@ -36,6 +37,8 @@ export async function startApi(services: Services): Promise<RunningApi> {
     log: log.child({ part: 'api' }),
     metrics,
   });
+  // Heartbeats only touch the store; this writes their last-seen times and samples to PostgreSQL.
+  const flusher = startNodeFlusher({ ...services, log: log.child({ part: 'node-flush' }) });
   const http = await startHttpServer(app, config.HOST, config.PORT);
   const sockets = attachNodeSockets(http.server as import('node:http').Server, {
     ...services,
@@ -55,6 +58,7 @@ export async function startApi(services: Services): Promise<RunningApi> {
       await sockets.close();
       await readiness.close();
       await http.close();
+      await flusher.close(); // after the last heartbeat could arrive
     },
   };
 }

@@ -81,6 +81,8 @@ export const envSchema = z.object({
   HOST_LEASE_TTL_MS: ms.min(300).default(6_000),
   NODE_HELLO_TIMEOUT_MS: ms.default(10_000),
   METRICS_SAMPLE_INTERVAL_MS: ms.default(10_000),
+  /** How often each api process writes heartbeats' last-seen times and metric samples to PostgreSQL, batched. */
+  NODE_FLUSH_INTERVAL_MS: ms.default(10_000),
 
   /** The smallest withdrawal a node may request, in minor units. */
   WITHDRAWAL_MIN_AMOUNT: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).default(100),

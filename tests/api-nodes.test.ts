@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nodeWrites } from '../lib/nodes/flush.js';
 import { type HeartbeatRecord, recordHeartbeat } from '../lib/nodes/heartbeat.js';
 import { startTestApi, TEST_ADMIN_KEY, type TestApi } from './helpers/api.js';
 
@@ -26,7 +27,11 @@ describe('nodes API', () => {
     nodeModels: await api.services.prisma.nodeModel.count(),
     keys: await api.services.prisma.apiKey.count(),
   });
-  const samples = (nodeId: string) => api.services.prisma.nodeMetricSample.count({ where: { nodeId } });
+  /** The node's stored samples, after writing what heartbeats queued (this app runs no flusher). */
+  const samples = async (nodeId: string) => {
+    await nodeWrites(api.services).flush();
+    return api.services.prisma.nodeMetricSample.count({ where: { nodeId } });
+  };
 
   beforeAll(async () => {
     api = await startTestApi();

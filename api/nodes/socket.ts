@@ -241,7 +241,14 @@ export function attachNodeSockets(server: Server, deps: SocketDeps): NodeSocketS
         where: { id: session.nodeId },
         data: { status: 'online', ...(frame.hardware ? { hardware: frame.hardware as object } : {}) },
       });
-      await recordHeartbeat(deps, session.nodeId, { load: 0, inflight: 0 }, { ...accepted, hostId });
+      // Store only (last seen is flushed to PostgreSQL later); no metric sample until a real heartbeat.
+      await recordHeartbeat(
+        deps,
+        session.nodeId,
+        { load: 0, inflight: 0 },
+        { ...accepted, hostId },
+        { sample: false },
+      );
       await store.presence.set(session.nodeId, hostId, config.NODE_PRESENCE_TTL_MS);
     } catch (err) {
       if (!session.hello) await goOffline(session.nodeId).catch(() => undefined);

@@ -19,7 +19,11 @@ export function visibleNodes(p: Principal): Prisma.NodeWhereInput {
 
 type NodeRow = Node & { models: Pick<NodeModel, 'modelName' | 'modelVersion'>[] };
 
-/** Nodes as the API shows them, with `online` (a socket holds them) and their latest heartbeat. */
+/**
+ * Nodes as the API shows them, with `online` (a socket holds them) and their latest heartbeat.
+ * `lastSeenAt` is the later of the row's (written in batches, up to `NODE_FLUSH_INTERVAL_MS` behind)
+ * and the stored heartbeat's time, so it is current while the heartbeat lives and the row's after.
+ */
 export async function nodeViews(store: Store, rows: NodeRow[]) {
   const ids = rows.map((n) => n.id);
   const [online, heartbeats] = await Promise.all([
@@ -27,7 +31,8 @@ export async function nodeViews(store: Store, rows: NodeRow[]) {
     store.heartbeats.getMany<HeartbeatRecord>(ids),
   ]);
   return rows.map((n) => {
-    const { sampledAt: _internal, ...heartbeat } = heartbeats.get(n.id) ?? {};
+    const latest = heartbeats.get(n.id);
+    const { sampledAt: _internal, ...heartbeat } = latest ?? {};
     return {
       id: n.id,
       ownerId: n.ownerId,
@@ -38,8 +43,14 @@ export async function nodeViews(store: Store, rows: NodeRow[]) {
       models: n.models.map((m) => ({ name: m.modelName, version: m.modelVersion })),
       online: online.has(n.id),
       heartbeat: heartbeats.has(n.id) ? heartbeat : null,
-      lastSeenAt: n.lastSeenAt,
+      lastSeenAt: later(n.lastSeenAt, latest?.at),
       createdAt: n.createdAt,
     };
   });
+}
+
+/** The later of a row's time and a stored ISO time (either may be missing; an unreadable one is ignored). */
+function later(row: Date | null, stored: string | undefined): Date | null {
+  const t = stored === undefined ? Number.NaN : Date.parse(stored);
+  return Number.isNaN(t) || (row && row.getTime() >= t) ? row : new Date(t);
 }
