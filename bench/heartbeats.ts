@@ -18,7 +18,6 @@
  * → ~1,000 UPDATEs/s and ~500 INSERTs/s; the results also give that old path's rate at this load.
  * Results go to `bench/results/heartbeats-<nodes>.json`.
  */
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -33,7 +32,7 @@ import { loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { openServices } from '../lib/services.js';
 import { NODE_SOCKET_PATH } from '../protocol/frames.js';
-import { startInfra } from './infra.js';
+import { coordinatorEnv, startInfra } from './infra.js';
 import { progress, round, runBench } from './measure.js';
 import { percentile, runPool } from './stats.js';
 
@@ -241,19 +240,8 @@ async function main() {
   const stops: Array<() => Promise<unknown>> = [() => infra.stop()];
   process.once('SIGINT', () => void infra.stop().finally(() => process.exit(130)));
   try {
-    const rand = randomBytes(4).toString('hex');
     const config = loadConfig({
-      NODE_ENV: 'development',
-      LOG_LEVEL: process.env.LOG_LEVEL ?? 'error',
-      PORT: '0',
-      DATA_DIR: path.join(infra.dir, 'data'),
-      TEMPORAL_ADDRESS: infra.temporalAddress,
-      TEMPORAL_NAMESPACE: infra.namespace,
-      TEMPORAL_TASK_QUEUE: `bench-${rand}`,
-      DATABASE_URL: infra.databaseUrl,
-      REDIS_URL: infra.redisUrl,
-      REDIS_KEY_PREFIX: `bench${rand}:`,
-      ADMIN_API_KEY: `bench-admin-${randomBytes(24).toString('hex')}`,
+      ...coordinatorEnv(infra),
       NODE_HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS),
       ...(process.env.NODE_FLUSH_INTERVAL_MS
         ? { NODE_FLUSH_INTERVAL_MS: process.env.NODE_FLUSH_INTERVAL_MS }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -80,4 +81,25 @@ export async function startInfra({
     await stop();
     throw err;
   }
+}
+
+/** The coordinator's environment for this run: its own queue, key prefix and data folder; no rate limits. */
+export function coordinatorEnv(infra: BenchInfra): Record<string, string> {
+  const rand = randomBytes(4).toString('hex');
+  return {
+    NODE_ENV: 'development',
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'error',
+    PORT: '0',
+    DATA_DIR: path.join(infra.dir, 'data'),
+    TEMPORAL_ADDRESS: infra.temporalAddress,
+    TEMPORAL_NAMESPACE: infra.namespace,
+    TEMPORAL_TASK_QUEUE: `bench-${rand}`,
+    DATABASE_URL: infra.databaseUrl,
+    ...(infra.redisUrl ? { REDIS_URL: infra.redisUrl } : {}),
+    REDIS_KEY_PREFIX: `bench${rand}:`,
+    ADMIN_API_KEY: `bench-admin-${randomBytes(24).toString('hex')}`,
+    // The client here is the load generator: the per-key and per-address limits would only throttle it.
+    RATE_LIMIT_PER_MINUTE: '100000000',
+    RATE_LIMIT_IP_PER_MINUTE: '100000000',
+  };
 }

@@ -14,7 +14,6 @@
  * in-process store. `--dev-server-defaults`: our dev server without DEV_SERVER_DYNAMIC_CONFIG (Temporal's own
  * dispatch pacing), to compare. Results go to `bench/results/throughput-<embedded|services>[-dev-defaults].json`.
  */
-import { randomBytes } from 'node:crypto';
 import { rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,7 +22,7 @@ import { loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { runBaseline } from './baseline.js';
 import { type Observe, runTaskWorkflows, type TaskPhaseResult } from './coordinator.js';
-import { type BenchInfra, startInfra } from './infra.js';
+import { type BenchInfra, coordinatorEnv, startInfra } from './infra.js';
 import { type PhaseOptions, type PhaseResult, progress, round, runBench } from './measure.js';
 
 const RESULTS_DIR = path.join(import.meta.dirname, 'results');
@@ -59,27 +58,6 @@ function parseCommandLine() {
     sqlite: values.sqlite ?? false,
     observe: values.observe as Observe,
     devServerDefaults: values['dev-server-defaults'] ?? false,
-  };
-}
-
-/** The coordinator's environment for this run: its own queue, key prefix and data folder; no rate limits. */
-function coordinatorEnv(infra: BenchInfra): Record<string, string> {
-  const rand = randomBytes(4).toString('hex');
-  return {
-    NODE_ENV: 'development',
-    LOG_LEVEL: process.env.LOG_LEVEL ?? 'error',
-    PORT: '0',
-    DATA_DIR: path.join(infra.dir, 'data'),
-    TEMPORAL_ADDRESS: infra.temporalAddress,
-    TEMPORAL_NAMESPACE: infra.namespace,
-    TEMPORAL_TASK_QUEUE: `bench-${rand}`,
-    DATABASE_URL: infra.databaseUrl,
-    ...(infra.redisUrl ? { REDIS_URL: infra.redisUrl } : {}),
-    REDIS_KEY_PREFIX: `bench${rand}:`,
-    ADMIN_API_KEY: `bench-admin-${randomBytes(24).toString('hex')}`,
-    // The client here is the load generator: the per-key and per-address limits would only throttle it.
-    RATE_LIMIT_PER_MINUTE: '100000000',
-    RATE_LIMIT_IP_PER_MINUTE: '100000000',
   };
 }
 
