@@ -89,7 +89,7 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
     a.outcome = outcome;
     a.reason = reason;
     state.attempts[a.no - 1] = { no: a.no, nodeId: a.nodeId, outcome, ...(reason ? { reason } : {}) };
-    await db.finishAttempt({ taskId, attemptNo: a.no, outcome, ...(reason ? { error: reason } : {}) });
+    return db.finishAttempt({ taskId, attemptNo: a.no, outcome, ...(reason ? { error: reason } : {}) });
   };
 
   /** Give the whole hold back (failed or cancelled); shares its key with capture, so it runs once. */
@@ -261,10 +261,8 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
     host(a.hostId)
       .deliverCancel({ taskId, attemptNo: a.no, nodeId: a.nodeId, reason })
       .catch(() => undefined);
-    a.outcome = 'timeout';
-    a.reason = reason;
-    state.attempts[a.no - 1] = { no: a.no, nodeId: a.nodeId, outcome: 'timeout', reason };
-    const finished = await db.finishAttempt({ taskId, attemptNo: a.no, outcome: 'timeout', error: reason });
+    const finished = await closeAttempt('timeout', reason);
+    // Histories from before `finishAttempt` answered have no result here: the attempt closed.
     if (finished && !finished.closed) {
       a.outcome = 'accepted';
       a.reason = undefined;

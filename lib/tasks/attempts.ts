@@ -140,13 +140,11 @@ export async function closeOpenAttempts(db: Db, taskId: string, reason: string):
  * can be opened for it. Also marks that the task's workflow exists (it is the one calling).
  */
 export async function lockOpenTask(tx: Prisma.TransactionClient, taskId: string): Promise<boolean> {
-  const rows = await tx.$queryRaw<Array<{ status: TaskStatus }>>`
-    SELECT status::text AS status FROM tasks WHERE id = ${taskId} FOR UPDATE`;
-  const status = rows[0]?.status;
-  if (status === undefined || isTerminal(status)) return false;
-  await tx.task.updateMany({
-    where: { id: taskId, workflowSeenAt: null },
-    data: { workflowSeenAt: new Date() },
-  });
+  const rows = await tx.$queryRaw<Array<{ status: TaskStatus; seen: boolean }>>`
+    SELECT status::text AS status, workflow_seen_at IS NOT NULL AS seen FROM tasks WHERE id = ${taskId} FOR UPDATE`;
+  const row = rows[0];
+  if (row === undefined || isTerminal(row.status)) return false;
+  // Written once per task, not on every selection.
+  if (!row.seen) await tx.task.update({ where: { id: taskId }, data: { workflowSeenAt: new Date() } });
   return true;
 }
